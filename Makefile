@@ -1,0 +1,43 @@
+# Thin wrappers. `make lab` and `make test` are the two commands a newcomer runs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.labkit-installed
+# The tested torch, installed first and alone: where a local CPU wheel is offered
+# (as on the course machines) pip takes it instead of pulling CUDA packages.
+TORCH  := torch==2.13.0
+JOBS   ?= 2
+
+.PHONY: install lab test test-fast student grade bench clean
+
+install: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+# Blank copies are made for notebooks that have none yet; existing work is never touched.
+lab: $(STAMP)
+	$(BIN)/python -m labkit student notebooks exercises
+	$(BIN)/jupyter lab --notebook-dir=. exercises/00_start_here.ipynb
+
+test: $(STAMP)
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env tests notebooks
+
+student: $(STAMP)
+	$(BIN)/python -m labkit student notebooks exercises
+
+grade: $(STAMP)
+	$(BIN)/python -m labkit grade $(or $(NB),exercises)
+
+bench: $(STAMP)
+	$(BIN)/python -m labkit bench $(or $(SUITE),softmax)
+
+clean:
+	rm -rf $(VENV) .pytest_cache

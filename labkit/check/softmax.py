@@ -1,0 +1,280 @@
+"""Checkers for the softmax exercises of notebooks 01-03 (PyTorch and Triton)."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from labkit import softmax as ref
+from labkit.check.core import Case, Misconception, run_checker
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def _randn(*shape: int, seed: int, scale: float = 1.0, shift: float = 0.0,
+           dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale + shift).to(dtype)
+
+
+def _ascending(rows: int, cols: int, seed: int) -> torch.Tensor:
+    """Rows whose values grow along the row, so the running max changes in every block."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.linspace(-20.0, 20.0, cols, dtype=torch.float64)
+    return (base + 0.5 * torch.randn(rows, cols, generator=g, dtype=torch.float64)).float()
+
+
+def _mixed_scales(seed: int) -> torch.Tensor:
+    """Rows centred at very different values: one global max underflows the low rows."""
+    x = _randn(4, 9, seed=seed)
+    return x + torch.tensor([[-300.0], [0.0], [150.0], [300.0]])
+
+
+# ----------------------------------------------------------- misconceptions (mutants)
+
+
+def _exp_only(x, dim=-1, *_, **__):
+    return torch.exp(x.float()).to(x.dtype)
+
+
+def _exp_shifted(x, dim=-1, *_, **__):
+    return torch.exp(x.float() - x.float().amax(dim=dim, keepdim=True)).to(x.dtype)
+
+
+def _last_dim_always(f):
+    return lambda x, dim=-1, *a, **k: f(x, -1)
+
+
+def _no_keepdim(x, dim=-1, *_, **__):
+    e = torch.exp(x.float() - x.float().amax(dim=dim, keepdim=True))
+    return (e / e.sum(dim=dim)).to(x.dtype)  # broadcasts the sums along the wrong axis
+
+
+def _float32_out(f):
+    return lambda x, dim=-1, *a, **k: f(x.float(), dim)
+
+
+def _global_max(x, dim=-1, *_, **__):
+    e = torch.exp(x.float() - x.float().max())
+    return (e / e.sum(dim=dim, keepdim=True)).to(x.dtype)
+
+
+def _min_subtracted(x, dim=-1, *_, **__):
+    e = torch.exp(x.float() - x.float().amin(dim=dim, keepdim=True))
+    return (e / e.sum(dim=dim, keepdim=True)).to(x.dtype)
+
+
+def _online_variant(x, dim=-1, block_size=ref.DEFAULT_BLOCK, *, rescale="right",
+                    second_pass="final"):
+    """Online softmax with one deliberate mistake: rescale in {'right', 'none', 'inverted', 'nomax'}."""
+    xt = x.float().movedim(dim, -1)
+    n = xt.shape[-1]
+    m_i = torch.full(xt.shape[:-1], -math.inf)
+    l_i = torch.zeros(xt.shape[:-1])
+    parts = []
+    for s in range(0, n, block_size):
+        b = xt[..., s:s + block_size]
+        if rescale == "nomax":
+            l_i = l_i + torch.exp(b).sum(-1)
+            m_i = torch.zeros_like(m_i)
+            parts.append((b, m_i.clone()))
+            continue
+        m_new = torch.maximum(m_i, b.amax(-1))
+        factor = {"right": torch.exp(m_i - m_new), "none": torch.ones_like(m_i),
+                  "inverted": torch.exp(m_new - m_i).nan_to_num(posinf=0.0)}[rescale]
+        l_i = l_i * factor + torch.exp(b - m_new.unsqueeze(-1)).sum(-1)
+        m_i = m_new
+        parts.append((b, m_i.clone()))
+    if second_pass == "running":  # normalise each block with the max seen so far
+        out = torch.cat([torch.exp(b - m.unsqueeze(-1)) for b, m in parts], -1) / l_i.unsqueeze(-1)
+    else:
+        out = torch.exp(xt - m_i.unsqueeze(-1)) / l_i.unsqueeze(-1)
+    return out.movedim(-1, dim).to(x.dtype)
+
+
+def _lse_no_max(x, dim=-1):
+    return torch.log(torch.exp(x.float()).sum(dim)).to(x.dtype)
+
+
+def _lse_max_not_added(x, dim=-1):
+    m = x.float().amax(dim, keepdim=True)
+    return torch.log(torch.exp(x.float() - m).sum(dim)).to(x.dtype)
+
+
+def _lse_keepdim(x, dim=-1):
+    return ref.logsumexp(x, dim).unsqueeze(dim)
+
+
+def _lse_unguarded(x, dim=-1):
+    m = x.float().amax(dim, keepdim=True)
+    return (m.squeeze(dim) + torch.log(torch.exp(x.float() - m).sum(dim))).to(x.dtype)
+
+
+_WRONG_DIM = "normalised along the wrong dimension: reduce over the `dim` argument, not always the last one"
+_NOT_NORMALISED = "output not normalised: divide exp(x) by its sum over `dim`, so each row sums to 1"
+_KEEPDIM = ("each row divided by the wrong sum: keep the reduced dimension (sum(dim=dim, keepdim=True)) "
+            "so the sums broadcast along `dim`")
+_DTYPE = "the output must have the input's dtype: compute in float32 if you like, then cast back with .to(x.dtype)"
+_NO_MAX = "large inputs overflow: did you subtract the row max before exp?"
+
+
+def _pytorch_cases(extra: list[Case]) -> list[Case]:
+    return [
+        Case("small random rows", (_randn(4, 10, seed=1),)),
+        Case("square input (rows and columns both 5)", (_randn(5, 5, seed=2),)),
+        Case("3-D input, dim=1", (_randn(2, 6, 3, seed=3),), {"dim": 1}),
+        Case("dim=0", (_randn(6, 3, seed=4),), {"dim": 0}),
+        Case("single column: softmax of one value is 1", (_randn(5, 1, seed=5),)),
+        Case("float16 input", (_randn(3, 17, seed=6, dtype=torch.float16),)),
+        *extra,
+    ]
+
+
+# ------------------------------------------------------------------------- checkers
+
+
+def naive_softmax(fn) -> None:
+    """Check exp(x) / sum exp(x) over ``dim`` (notebook 01)."""
+    run_checker("naive_softmax", fn, _pytorch_cases([]), ref.naive_softmax, [
+        Misconception(_NOT_NORMALISED, _exp_only),
+        Misconception(_WRONG_DIM, _last_dim_always(ref.naive_softmax)),
+        Misconception(_KEEPDIM, _no_keepdim),
+        Misconception(_DTYPE, _float32_out(ref.naive_softmax)),
+    ])
+
+
+def safe_softmax(fn) -> None:
+    """Check the max-subtracted softmax, including inputs that overflow the naive one (notebook 02)."""
+    cases = _pytorch_cases([
+        Case("large inputs (values around ±1000)", (_randn(3, 8, seed=7, scale=1000.0),),
+             hint=_NO_MAX),
+        Case("very negative inputs (around -1000)", (_randn(3, 8, seed=8, shift=-1000.0),),
+             hint="all exp(x) underflow to 0: subtract the max so the largest term is exp(0) = 1"),
+        Case("rows at very different scales", (_mixed_scales(seed=9),)),
+    ])
+    run_checker("safe_softmax", fn, cases, ref.safe_softmax, [
+        Misconception(_NO_MAX, ref.naive_softmax),
+        Misconception("subtract each row's own max (amax over `dim`, keepdim=True), not the max of "
+                      "the whole tensor", _global_max),
+        Misconception("subtract the max, not the min: exp(x - min) overflows", _min_subtracted),
+        Misconception(_NOT_NORMALISED, _exp_only),
+        Misconception(_NOT_NORMALISED, _exp_shifted),
+        Misconception(_WRONG_DIM, _last_dim_always(ref.safe_softmax)),
+        Misconception(_KEEPDIM, _no_keepdim),
+        Misconception(_DTYPE, _float32_out(ref.safe_softmax)),
+    ])
+
+
+def online_softmax(fn) -> None:
+    """Check the online normaliser for several block sizes and a max that changes every block (notebook 03)."""
+    cases = [
+        Case("one block (block_size larger than the row)", (_randn(3, 10, seed=11),),
+             {"block_size": 16}),
+        Case("blocks of 4, width 10 (last block partial)", (_randn(3, 10, seed=12),),
+             {"block_size": 4}),
+        Case("values rising along the row: the max changes in every block", (_ascending(2, 37, seed=13),),
+             {"block_size": 5}),
+        Case("large inputs, blocks of 7", (_randn(3, 30, seed=14, scale=1000.0),), {"block_size": 7},
+             hint=_NO_MAX),
+        Case("dim=0, blocks of 3", (_randn(8, 3, seed=15),), {"dim": 0, "block_size": 3}),
+        Case("float16 input, blocks of 8", (_randn(2, 33, seed=16, dtype=torch.float16),),
+             {"block_size": 8}),
+    ]
+    run_checker("online_softmax", fn, cases, ref.online_softmax, [
+        Misconception("running sum not rescaled when the max changes: multiply l_i by "
+                      "exp(m_old - m_new) before adding the new block",
+                      lambda x, dim=-1, block_size=128: _online_variant(x, dim, block_size, rescale="none")),
+        Misconception("rescale factor inverted: when the max grows from m_old to m_new, l_i shrinks by "
+                      "exp(m_old - m_new) (<= 1)",
+                      lambda x, dim=-1, block_size=128: _online_variant(x, dim, block_size, rescale="inverted")),
+        Misconception("the second pass must use the final max and sum for every element, not the max "
+                      "that was current when the block was first seen",
+                      lambda x, dim=-1, block_size=128: _online_variant(x, dim, block_size, second_pass="running")),
+        Misconception(_NO_MAX + " (keep a running max m_i)",
+                      lambda x, dim=-1, block_size=128: _online_variant(x, dim, block_size, rescale="nomax")),
+        Misconception(_WRONG_DIM, lambda x, dim=-1, block_size=128: ref.online_softmax(x, -1, block_size)),
+        Misconception(_DTYPE, lambda x, dim=-1, block_size=128: ref.online_softmax(x.float(), dim, block_size)),
+    ])
+
+
+def logsumexp(fn) -> None:
+    """Check log sum exp over ``dim``, including overflow, underflow and all -inf rows (notebook 02)."""
+    all_neg_inf = _randn(3, 6, seed=21)
+    all_neg_inf[1] = -math.inf
+    cases = [
+        Case("small random rows", (_randn(4, 10, seed=17),)),
+        Case("dim=0", (_randn(6, 3, seed=18),), {"dim": 0}),
+        Case("large inputs (around 1000)", (_randn(3, 8, seed=19, shift=1000.0),), hint=_NO_MAX),
+        Case("very negative inputs (around -1000)", (_randn(3, 8, seed=20, shift=-1000.0),),
+             hint="exp underflows to 0 and log 0 = -inf: factor the max out first"),
+        Case("a row that is all -inf (the answer is -inf, as torch.logsumexp)", (all_neg_inf,)),
+        Case("float16 input", (_randn(3, 17, seed=22, dtype=torch.float16),)),
+    ]
+    run_checker("logsumexp", fn, cases, ref.logsumexp, [
+        Misconception(_NO_MAX + " lse = m + log sum exp(x - m)", _lse_no_max),
+        Misconception("you subtracted the max but did not add it back: lse = m + log sum exp(x - m)",
+                      _lse_max_not_added),
+        Misconception("the result has one dimension fewer than x: reduce over `dim` without keepdim",
+                      _lse_keepdim),
+        Misconception("a row of all -inf must give -inf: when m = -inf, x - m is NaN, so use 0 in place "
+                      "of an infinite max", _lse_unguarded),
+        Misconception(_WRONG_DIM, lambda x, dim=-1: ref.logsumexp(x, -1)),
+        Misconception(_DTYPE, lambda x, dim=-1: ref.logsumexp(x.float(), dim)),
+    ])
+
+
+# ------------------------------------------------------------------ Triton exercises
+
+
+def _padded_with_zeros(x, block=None):
+    """The row padded to a whole number of blocks with 0 instead of -inf (wrong `other=` on a masked load).
+
+    ``block=None`` is the fused kernel's single block: the next power of two >= the width.
+    """
+    n = x.shape[-1]
+    block = block or 1 << max(n - 1, 0).bit_length()
+    pad = torch.zeros(*x.shape[:-1], -n % block)
+    return ref.safe_softmax(torch.cat([x.float(), pad], -1))[..., :n].to(x.dtype)
+
+
+def _triton_cases(widths: tuple[int, ...]) -> list[Case]:
+    cases = [Case(f"width {w}", (_randn(3, w, seed=30 + w),)) for w in widths]
+    cases += [
+        Case("large inputs (around ±1000)", (_randn(2, 100, seed=41, scale=1000.0),), hint=_NO_MAX),
+        Case("float16 input, width 100", (_randn(4, 100, seed=42, dtype=torch.float16),)),
+        Case("one row, width 1", (_randn(1, 1, seed=43),)),
+    ]
+    return cases
+
+
+_MASK_HINT = ("masked lanes must load as -inf (tl.load(..., mask=offs < n_cols, other=-float('inf'))): "
+              "padding with 0 adds exp(0 - m) to the sum")
+
+
+def softmax_triton(fn) -> None:
+    """Check a fused row-softmax Triton kernel through its host wrapper fn(x) (notebook 02)."""
+    run_checker("softmax_triton", fn, _triton_cases((7, 64, 100)), ref.safe_softmax, [
+        Misconception(_MASK_HINT, lambda x: _padded_with_zeros(x)),
+        Misconception(_NO_MAX, ref.naive_softmax),
+        Misconception(_NOT_NORMALISED, _exp_only),
+        Misconception(_NOT_NORMALISED, _exp_shifted),
+    ])
+
+
+def online_softmax_triton(fn) -> None:
+    """Check an online-softmax Triton kernel (loop over column blocks) through fn(x) (notebook 03)."""
+    cases = _triton_cases((7, 100, 300))
+    cases.insert(3, Case("values rising along a row of 300", (_ascending(2, 300, seed=44),)))
+    blocks = (16, 32, 64, 128, 256)
+    run_checker("online_softmax_triton", fn, cases, ref.safe_softmax, [
+        *[Misconception("running sum not rescaled when the max changes: l_i = l_i * exp(m_i - m_new) "
+                        "+ sum(exp(x - m_new))",
+                        lambda x, b=b: _online_variant(x, -1, b, rescale="none")) for b in blocks],
+        *[Misconception("the second loop must normalise with the final m_i and l_i, not the max "
+                        "current when the block was first seen",
+                        lambda x, b=b: _online_variant(x, -1, b, second_pass="running")) for b in blocks],
+        *[Misconception(_MASK_HINT, lambda x, b=b: _padded_with_zeros(x, b)) for b in blocks],
+        Misconception(_NO_MAX, ref.naive_softmax),
+        Misconception(_NOT_NORMALISED, _exp_only),
+        Misconception(_NOT_NORMALISED, _exp_shifted),
+    ])

@@ -1,0 +1,101 @@
+"""The one device switch: CPU or GPU, Triton compiled or interpreted, and the size profile.
+
+Without CUDA this module sets ``TRITON_INTERPRET=1`` before Triton is imported, so
+every ``@triton.jit`` kernel in the course runs on CPU tensors through Triton's
+interpreter (slow, exact, debuggable). Introduced in notebook 00.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from dataclasses import dataclass
+
+import torch
+
+HAS_CUDA: bool = torch.cuda.is_available()
+if not HAS_CUDA:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+INTERPRET: bool = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+try:  # Triton ships wheels for Linux only; elsewhere the Triton parts of the course skip.
+    import triton  # noqa: F401
+
+    HAS_TRITON: bool = True
+    _TRITON_ERROR = ""
+except ImportError as err:  # pragma: no cover - exercised on macOS/Windows only
+    HAS_TRITON = False
+    _TRITON_ERROR = str(err)
+
+DEVICE: torch.device = torch.device("cuda" if HAS_CUDA else "cpu")
+
+TRITON_MISSING = (
+    "Triton is not installed on this platform ({}), so the Triton parts of the course "
+    "are skipped; everything else works.".format(platform.system())
+)
+
+
+def require_triton() -> None:
+    """Raise a one-line RuntimeError when Triton is unavailable (macOS, Windows)."""
+    if not HAS_TRITON:
+        raise RuntimeError(TRITON_MISSING)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Problem sizes the notebooks and benchmarks use: small on CPU, larger on GPU."""
+
+    name: str
+    rows: int  # softmax rows
+    widths: tuple[int, ...]  # softmax row widths swept in plots and benchmarks
+    seq_lens: tuple[int, ...]  # attention sequence lengths swept
+    batch_heads: int  # B*H for attention sweeps
+    head_dim: int
+    linsys_n: int  # dense linear-system size for sweeps
+
+
+PROFILES = {
+    "small": Profile("small", rows=64, widths=(128, 512, 1024, 2048),
+                     seq_lens=(128, 256, 512), batch_heads=2, head_dim=32, linsys_n=256),
+    "large": Profile("large", rows=4096, widths=(1024, 2048, 4096, 8192, 16384, 32768),
+                     seq_lens=(1024, 2048, 4096, 8192, 16384), batch_heads=32, head_dim=64,
+                     linsys_n=2000),
+}
+
+
+def _pick_profile() -> Profile:
+    name = os.environ.get("LABKIT_PROFILE", "large" if HAS_CUDA else "small")
+    if name not in PROFILES:
+        raise ValueError(f"LABKIT_PROFILE={name!r} is not one of {sorted(PROFILES)}")
+    return PROFILES[name]
+
+
+PROFILE: Profile = _pick_profile()
+
+
+def report() -> str:
+    """One-call environment report (notebook 00): versions, device, Triton mode, profile."""
+    lines = [
+        f"python   {sys.version.split()[0]} ({platform.system()} {platform.machine()})",
+        f"torch    {torch.__version__}",
+    ]
+    if HAS_TRITON:
+        import triton
+
+        lines.append(f"triton   {triton.__version__}")
+    else:
+        lines.append("triton   not installed: " + TRITON_MISSING)
+    if HAS_CUDA:
+        lines.append(f"device   cuda: {torch.cuda.get_device_name(0)}")
+        lines.append("kernels  compiled by Triton for the GPU")
+    else:
+        lines.append(f"device   cpu ({os.cpu_count()} cores), no CUDA GPU")
+        lines.append("kernels  Triton interpreter (TRITON_INTERPRET=1): exact, slow, CPU tensors"
+                     if INTERPRET else "kernels  TRITON_INTERPRET is off: kernels need a GPU")
+    lines.append(f"profile  {PROFILE.name} (set LABKIT_PROFILE=small|large to change)")
+    return "\n".join(lines)
+
+
+def tensor(*args, **kwargs) -> torch.Tensor:
+    """torch.tensor on the course device."""
+    return torch.tensor(*args, device=DEVICE, **kwargs)

@@ -1,0 +1,117 @@
+"""Softmax four ways: naive, safe (max-subtracted), online (one pass for max and sum), and logsumexp.
+
+All take a floating-point tensor and a ``dim``, compute in float32 for fp16/bf16 (float64
+stays float64) and return the input's dtype. Rows that are entirely -inf give NaN, as
+``torch.softmax`` does. Introduced in notebooks 01-03.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+DEFAULT_BLOCK = 128  # columns per block in online_softmax
+
+
+def _prepare(x: torch.Tensor, dim: int, name: str) -> tuple[torch.Tensor, int]:
+    """Validate input; return it upcast for computation (fp16/bf16 -> fp32) and dim normalised."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} takes a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} needs a floating-point tensor, got {x.dtype} "
+                         f"(convert first, e.g. x.float())")
+    ndim = max(x.dim(), 1)
+    if not -ndim <= dim < ndim:
+        raise ValueError(f"{name}: dim={dim} is out of range for a tensor with "
+                         f"{x.dim()} dimension(s) (shape {tuple(x.shape)})")
+    compute = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    return compute, dim % ndim
+
+
+def naive_softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """softmax(x)_i = exp(x_i) / sum_j exp(x_j), exactly as written: overflows once x > ~88.7 (notebook 01)."""
+    xc, dim = _prepare(x, dim, "naive_softmax")
+    e = torch.exp(xc)  # 1 read, 1 write
+    return (e / e.sum(dim=dim, keepdim=True)).to(x.dtype)  # 2 reads, 1 write
+
+
+def safe_softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """softmax(x) = exp(x - max x) / sum exp(x - max x): the same value, no overflow (notebook 02)."""
+    xc, dim = _prepare(x, dim, "safe_softmax")
+    m = xc.amax(dim=dim, keepdim=True) if xc.numel() else xc.sum(dim=dim, keepdim=True)
+    e = torch.exp(xc - m)
+    return (e / e.sum(dim=dim, keepdim=True)).to(x.dtype)
+
+
+def logsumexp(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """log sum_j exp(x_j) = m + log sum_j exp(x_j - m) with m = max x; -inf for all -inf rows (notebook 02)."""
+    xc, dim = _prepare(x, dim, "logsumexp")
+    if xc.dim() and xc.shape[dim] == 0:  # empty sum: log 0
+        return torch.full(xc.sum(dim=dim).shape, float("-inf"), dtype=x.dtype, device=x.device)
+    m = xc.amax(dim=dim, keepdim=True)
+    m = torch.where(torch.isinf(m), torch.zeros_like(m), m)  # keep ±inf rows out of inf - inf
+    out = m.squeeze(dim) + torch.log(torch.exp(xc - m).sum(dim=dim))
+    return out.to(x.dtype)
+
+
+def log_softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """log softmax(x)_i = x_i - logsumexp(x): exact where softmax underflows to 0 (notebook 02)."""
+    xc, dim = _prepare(x, dim, "log_softmax")
+    lse = logsumexp(xc, dim)
+    return (xc - (lse.unsqueeze(dim) if xc.dim() else lse)).to(x.dtype)
+
+
+class OnlineState(NamedTuple):
+    """The online normaliser's state for a block of a row: running max m and d = sum exp(x - m)."""
+
+    m: torch.Tensor
+    d: torch.Tensor
+
+
+def online_state(x: torch.Tensor, dim: int = -1) -> OnlineState:
+    """(m, d) = (max x, sum exp(x - max x)) of one block; the state merge_states combines (notebook 03)."""
+    xc, dim = _prepare(x, dim, "online_state")
+    if xc.dim() and xc.shape[dim] == 0:  # no elements: the identity of merge_states
+        m = torch.full(xc.sum(dim=dim).shape, float("-inf"), dtype=xc.dtype, device=xc.device)
+        return OnlineState(m, torch.zeros_like(m))
+    m = xc.amax(dim=dim)
+    d = torch.exp(xc - _finite_or_zero(m).unsqueeze(dim)).sum(dim=dim)
+    return OnlineState(m, d)
+
+
+def _finite_or_zero(m: torch.Tensor) -> torch.Tensor:
+    """A max of -inf (a block that is all -inf so far) is replaced by 0 so that -inf - m stays -inf."""
+    return torch.where(torch.isneginf(m), torch.zeros_like(m), m)
+
+
+def merge_states(a: OnlineState, b: OnlineState) -> OnlineState:
+    """m = max(m_a, m_b), d = d_a e^(m_a - m) + d_b e^(m_b - m): associative, so blocks merge in any grouping (notebook 03)."""
+    m = torch.maximum(a.m, b.m)
+    safe = _finite_or_zero(m)
+    d = a.d * torch.exp(a.m - safe) + b.d * torch.exp(b.m - safe)
+    return OnlineState(m, d)
+
+
+def online_softmax(x: torch.Tensor, dim: int = -1, block_size: int = DEFAULT_BLOCK) -> torch.Tensor:
+    """Online normaliser (Milakov & Gimelshein 2018): one pass over blocks for (m, d), one to normalise (notebook 03).
+
+    Same answer for any ``block_size`` up to rounding; matches torch.softmax including all -inf rows.
+    """
+    if not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"online_softmax: block_size must be a positive int, got {block_size!r}")
+    xc, dim = _prepare(x, dim, "online_softmax")
+    if xc.dim() == 0 or xc.numel() == 0:
+        return safe_softmax(x, dim)
+    xt = xc.movedim(dim, -1)  # (..., N): blocks run along the last dim
+    n = xt.shape[-1]
+    m_i = torch.full(xt.shape[:-1], float("-inf"), dtype=xt.dtype, device=xt.device)
+    l_i = torch.zeros_like(m_i)
+    for start in range(0, n, block_size):  # pass 1: running max and rescaled running sum
+        block = xt[..., start:start + block_size]
+        m_new = torch.maximum(m_i, block.amax(dim=-1))
+        safe = _finite_or_zero(m_new)
+        l_i = l_i * torch.exp(m_i - safe) + torch.exp(block - safe.unsqueeze(-1)).sum(dim=-1)
+        m_i = m_new
+    m_i = torch.where(torch.isneginf(m_i), torch.full_like(m_i, float("nan")), m_i)  # all -inf row
+    out = torch.exp(xt - m_i.unsqueeze(-1)) / l_i.unsqueeze(-1)  # pass 2: normalise
+    return out.movedim(-1, dim).to(x.dtype)

@@ -96,6 +96,27 @@ def report() -> str:
     return "\n".join(lines)
 
 
-def tensor(*args, **kwargs) -> torch.Tensor:
-    """torch.tensor on the course device."""
-    return torch.tensor(*args, device=DEVICE, **kwargs)
+def _needs_triton(line: str, cell: str) -> None:
+    """Cell magic ``%%needs_triton``: run the cell as usual, or print one line where Triton is missing."""
+    if not HAS_TRITON:
+        print(TRITON_MISSING)
+        return
+    from IPython import get_ipython
+
+    ip = get_ipython()
+    source = ip.transform_cell(cell)
+    filename = ip.compile.cache(source)  # keeps the source findable, as @triton.jit needs
+    exec(compile(source, filename, "exec"), ip.user_ns)  # errors propagate: the cell fails
+
+
+def _register_magic() -> None:
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        return
+    ip = get_ipython()
+    if ip is not None:
+        ip.register_magic_function(_needs_triton, magic_kind="cell", magic_name="needs_triton")
+
+
+_register_magic()

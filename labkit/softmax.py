@@ -1,11 +1,12 @@
 """Softmax four ways: naive, safe (max-subtracted), online (one pass for max and sum), and logsumexp.
 
-All take a floating-point tensor and a ``dim``, compute in float32 for fp16/bf16 (float64
+The softmaxes take a floating-point tensor and a ``dim``, compute in float32 for fp16/bf16 (float64
 stays float64) and return the input's dtype. Rows that are entirely -inf give NaN, as
 ``torch.softmax`` does. Introduced in notebooks 01-03.
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -28,11 +29,24 @@ def _prepare(x: torch.Tensor, dim: int, name: str) -> tuple[torch.Tensor, int]:
     return compute, dim % ndim
 
 
+def normalize(e: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """e / sum(e) along ``dim``, so each slice sums to 1: the last step of every softmax (notebook 00)."""
+    ec, dim = _prepare(e, dim, "normalize")
+    return (ec / ec.sum(dim=dim, keepdim=True)).to(e.dtype)
+
+
+def overflow_threshold(dtype: torch.dtype) -> float:
+    """The largest x with exp(x) finite in ``dtype``: ln(finfo(dtype).max), about 88.72 in float32 (notebook 01)."""
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"overflow_threshold needs a floating-point torch dtype, got {dtype!r}")
+    return math.log(torch.finfo(dtype).max)
+
+
 def naive_softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """softmax(x)_i = exp(x_i) / sum_j exp(x_j), exactly as written: overflows once x > ~88.7 (notebook 01)."""
     xc, dim = _prepare(x, dim, "naive_softmax")
-    e = torch.exp(xc)  # 1 read, 1 write
-    return (e / e.sum(dim=dim, keepdim=True)).to(x.dtype)  # 2 reads, 1 write
+    e = torch.exp(xc)  # read x (sum fused in a good kernel)
+    return normalize(e, dim).to(x.dtype)  # read again, write
 
 
 def safe_softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:

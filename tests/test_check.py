@@ -186,7 +186,38 @@ LSE_MUTANTS = {
     "wrong dimension": lambda x, dim=-1: torch.logsumexp(x, -1),
 }
 
+NORMALIZE_MUTANTS = {
+    "keep the reduced dimension": lambda e, dim=-1: e / e.sum(dim),
+    "wrong dimension": lambda e, dim=-1: e / e.sum(-1, keepdim=True),
+    "not the largest value": lambda e, dim=-1: e / e.max(dim, keepdim=True).values,
+    "input's dtype": lambda e, dim=-1: e.double() / e.double().sum(dim, keepdim=True),
+}
+
+THRESHOLD_MUTANTS = {
+    "underflows": lambda dtype: math.log(torch.finfo(dtype).tiny),
+    "natural log": lambda dtype: math.log2(torch.finfo(dtype).max),
+    "largest exponent": lambda dtype: torch.finfo(dtype).max,
+}
+
+
+def _merge(a, b, rescale_a=True, rescale_b=True, guard=True):
+    m = torch.maximum(a.m, b.m)
+    base = torch.where(torch.isinf(m), torch.zeros_like(m), m) if guard else m
+    d_a = a.d * torch.exp(a.m - base) if rescale_a else a.d
+    d_b = b.d * torch.exp(b.m - base) if rescale_b else b.d
+    return m, d_a + d_b
+
+
+MERGE_MUTANTS = {
+    "sums not rescaled": lambda a, b: _merge(a, b, False, False),
+    "rescale both sums": lambda a, b: _merge(a, b, True, False),
+    "-inf - (-inf) is NaN": lambda a, b: _merge(a, b, guard=False),
+}
+
 CATALOGUE = [
+    (check.normalize, S.normalize, NORMALIZE_MUTANTS),
+    (check.overflow_threshold, S.overflow_threshold, THRESHOLD_MUTANTS),
+    (check.merge_states, S.merge_states, MERGE_MUTANTS),
     (check.naive_softmax, S.naive_softmax, NAIVE_MUTANTS),
     (check.safe_softmax, S.safe_softmax, SAFE_MUTANTS),
     (check.online_softmax, S.online_softmax, ONLINE_MUTANTS),

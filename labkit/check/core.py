@@ -165,7 +165,8 @@ def _clone(x: Any) -> Any:
     if hasattr(x, "copy") and hasattr(x, "format"):  # scipy.sparse
         return x.copy()
     if isinstance(x, tuple):
-        return tuple(_clone(v) for v in x)
+        values = [_clone(v) for v in x]
+        return type(x)(*values) if hasattr(x, "_fields") else tuple(values)  # keep namedtuples
     return x
 
 
@@ -225,31 +226,63 @@ def run_checker(name: str, fn: Callable, cases: Sequence[Case], reference: Calla
         try:
             compare(out, expected)
         except AssertionError as err:
-            hint = _diagnose(out, case, misconceptions, compare, expected) or case.hint or \
-                "compare your code with the definition in the text above, line by line"
+            hint = _diagnose(fn, out, case, cases, misconceptions, compare, expected) or case.hint
+            if not hint and "dtype" in str(err):
+                hint = DTYPE_HINT
+            hint = hint or "compare your code with the definition in the text above, line by line"
             raise AssertionError(f"{header}\n  {err}\n  hint: {hint}") from None
     print(PASS.format(name=name, n=len(cases)))
 
 
-def _diagnose(out: Any, case: Case, misconceptions: Sequence[Misconception],
-              compare: Callable, expected: Any) -> str:
-    """The hint of the first misconception whose output on this case matches the student's."""
+DTYPE_HINT = ("the output must have the input's dtype: compute in float32 if you like, then "
+              "cast back with .to(x.dtype)")
+
+
+def _call(fn: Callable, case: Case) -> Any:
+    return fn(*(_clone(a) for a in case.args), **case.kwargs)
+
+
+def _agrees(compare: Callable, out: Any, other: Any) -> bool:
+    try:
+        compare(out, other)
+        return True
+    except AssertionError:
+        return False
+
+
+def _diagnose(fn: Callable, out: Any, failing: Case, cases: Sequence[Case],
+              misconceptions: Sequence[Misconception], compare: Callable, expected: Any) -> str:
+    """The hint of the misconception that explains the student's output best.
+
+    Candidates must reproduce the failing output (and differ from the reference there);
+    among them, the one that agrees with the student on the most cases wins.
+    """
+    candidates = []
     for m in misconceptions:
         try:
-            wrong = m.fn(*(_clone(a) for a in case.args), **case.kwargs)
+            wrong = _call(m.fn, failing)
         except Exception:  # noqa: BLE001 - a mutant may legitimately crash on some cases
             continue
+        if not _agrees(compare, wrong, expected) and _agrees(compare, out, wrong):
+            candidates.append(m)
+    if len(candidates) <= 1:
+        return candidates[0].hint if candidates else ""
+    student = {}
+    for case in cases:
         try:
-            compare(wrong, expected)
-            continue  # this mistake is invisible on this case
-        except AssertionError:
-            pass
-        try:
-            compare(out, wrong)
-            return m.hint
-        except AssertionError:
-            continue
-    return ""
+            student[id(case)] = out if case is failing else _call(fn, case)
+        except Exception:  # noqa: BLE001
+            student[id(case)] = None
+
+    def score(m: Misconception) -> int:
+        total = 0
+        for case in cases:
+            try:
+                total += student[id(case)] is not None and _agrees(compare, student[id(case)], _call(m.fn, case))
+            except Exception:  # noqa: BLE001
+                pass
+        return total
+    return max(candidates, key=score).hint  # max keeps the first of equal scores
 
 
 def _diagnose_error(err: BaseException, case: Case, misconceptions: Sequence[Misconception]) -> str:

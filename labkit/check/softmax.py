@@ -6,7 +6,7 @@ import math
 import torch
 
 from labkit import softmax as ref
-from labkit.check.core import Case, Misconception, run_checker
+from labkit.check.core import DTYPE_HINT, Case, Misconception, assert_close, run_checker
 
 # ---------------------------------------------------------------------------- inputs
 
@@ -114,7 +114,7 @@ _WRONG_DIM = "normalised along the wrong dimension: reduce over the `dim` argume
 _NOT_NORMALISED = "output not normalised: divide exp(x) by its sum over `dim`, so each row sums to 1"
 _KEEPDIM = ("each row divided by the wrong sum: keep the reduced dimension (sum(dim=dim, keepdim=True)) "
             "so the sums broadcast along `dim`")
-_DTYPE = "the output must have the input's dtype: compute in float32 if you like, then cast back with .to(x.dtype)"
+_DTYPE = DTYPE_HINT
 _NO_MAX = "large inputs overflow: did you subtract the row max before exp?"
 
 
@@ -220,6 +220,95 @@ def logsumexp(fn) -> None:
                       "of an infinite max", _lse_unguarded),
         Misconception(_WRONG_DIM, lambda x, dim=-1: ref.logsumexp(x, -1)),
         Misconception(_DTYPE, lambda x, dim=-1: ref.logsumexp(x.float(), dim)),
+    ])
+
+
+def normalize(fn) -> None:
+    """Check e / sum(e) along ``dim`` (notebook 00's warm-up)."""
+    def positive(*shape, seed):
+        return _randn(*shape, seed=seed).exp()
+    cases = [
+        Case("rows of 10", (positive(4, 10, seed=51),)),
+        Case("square input (rows and columns both 5)", (positive(5, 5, seed=52),)),
+        Case("dim=0", (positive(6, 3, seed=53),), {"dim": 0}),
+        Case("3-D input, dim=1", (positive(2, 4, 3, seed=54),), {"dim": 1}),
+        Case("float16 input", (positive(3, 17, seed=55).half(),)),
+    ]
+    run_checker("normalize", fn, cases, ref.normalize, [
+        Misconception(_KEEPDIM, lambda e, dim=-1: e / e.sum(dim)),
+        Misconception(_WRONG_DIM, lambda e, dim=-1: ref.normalize(e, -1)),
+        Misconception("divide by the sum, not the largest value", lambda e, dim=-1:
+                      e / e.amax(dim, keepdim=True)),
+        Misconception(_DTYPE, lambda e, dim=-1: ref.normalize(e.float(), dim)),
+    ])
+
+
+def overflow_threshold(fn) -> None:
+    """Check ln(finfo(dtype).max) for the course's dtypes, to 0.1% (notebook 01)."""
+    cases = [Case(str(d).replace("torch.", ""), (d,)) for d in
+             (torch.float32, torch.float16, torch.bfloat16, torch.float64)]
+
+    def within_a_thousandth(out, expected):
+        if not isinstance(out, (int, float)) and not (isinstance(out, torch.Tensor) and out.numel() == 1):
+            raise AssertionError(f"returned {type(out).__name__}, expected a number")
+        assert_close(float(out), expected, rtol=1e-3, atol=0.0, what="threshold")
+
+    run_checker("overflow_threshold", fn, cases, ref.overflow_threshold, [
+        Misconception("that is where exp underflows (ln of finfo.tiny); overflow is set by finfo.max",
+                      lambda d: math.log(torch.finfo(d).tiny)),
+        Misconception("exp is base e: take the natural log (math.log), not log2 or log10",
+                      lambda d: math.log2(torch.finfo(d).max)),
+        Misconception("exp is base e: take the natural log (math.log), not log2 or log10",
+                      lambda d: math.log10(torch.finfo(d).max)),
+        Misconception("finfo.max is the largest value; the threshold is the largest exponent: its log",
+                      lambda d: torch.finfo(d).max),
+    ], compare=within_a_thousandth)
+
+
+def _state(*shape, seed, scale=5.0):
+    return ref.online_state(_randn(*shape, seed=seed, scale=scale))
+
+
+def _merge_variant(a, b, mistake):
+    """merge_states with exactly one deliberate mistake."""
+    m = torch.maximum(a.m, b.m)
+    base = m if mistake == "unguarded" else ref._finite_or_zero(m)
+    scale_a, scale_b = torch.exp(a.m - base), torch.exp(b.m - base)
+    if mistake == "inverted":
+        scale_a, scale_b = (torch.exp(base - a.m).nan_to_num(posinf=0.0),
+                            torch.exp(base - b.m).nan_to_num(posinf=0.0))
+    if mistake in ("no rescale", "only b rescaled"):
+        scale_a = torch.ones_like(scale_a)
+    if mistake in ("no rescale", "only a rescaled"):
+        scale_b = torch.ones_like(scale_b)
+    return ref.OnlineState(m, a.d * scale_a + b.d * scale_b)
+
+
+def merge_states(fn) -> None:
+    """Check the associative merge of online (m, d) states, including empty blocks (notebook 03)."""
+    empty = ref.OnlineState(torch.full((3,), -math.inf), torch.zeros(3))
+    a, b = _state(3, 8, seed=61), _state(3, 8, seed=62, scale=20.0)
+    mixed = ref.OnlineState(torch.tensor([-math.inf, 2.0, -math.inf]), torch.tensor([0.0, 1.5, 0.0]))
+    cases = [
+        Case("two blocks of a row", (a, b)),
+        Case("the same blocks swapped", (b, a)),
+        Case("first block empty (m = -inf, d = 0)", (empty, a)),
+        Case("both blocks empty", (empty, empty),
+             hint="the merge of two empty blocks is empty: m = -inf, d = 0"),
+        Case("some rows empty in both blocks", (mixed, empty)),
+    ]
+    hints = {
+        "no rescale": "sums not rescaled: each d was computed against its own max; multiply it by "
+                      "exp(m_own - m) before adding",
+        "inverted": "rescale factor inverted: use exp(m_own - m), which is <= 1",
+        "only a rescaled": "rescale both sums to the new max, not just one of them",
+        "only b rescaled": "rescale both sums to the new max, not just one of them",
+        "unguarded": "an empty block has m = -inf and -inf - (-inf) is NaN: subtract 0 instead of an "
+                     "infinite max",
+    }
+    run_checker("merge_states", fn, cases, ref.merge_states, [
+        Misconception(hint, lambda a, b, mistake=mistake: _merge_variant(a, b, mistake))
+        for mistake, hint in hints.items()
     ])
 
 

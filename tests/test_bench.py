@@ -1,0 +1,81 @@
+"""Tests for labkit.bench (timing, memory, tables, result files, CLI) and the softmax suite at a tiny size."""
+import sys
+import time
+
+import pytest
+import torch
+
+import labkit  # noqa: F401  (first: TRITON_INTERPRET on CPU)
+from labkit import bench, device
+from labkit.__main__ import main as labkit_main
+
+TINY = ["--widths", "64,128", "--rows", "4", "--rep", "1"]
+
+
+def test_time_fn_returns_positive_median():
+    assert bench.time_fn(lambda: sum(range(1000)), warmup=1, rep=5) > 0
+    sleeps = iter([0.03, 0.001, 0.001, 0.03, 0.03])  # median 0.03; mean 0.018, min 0.001
+    assert bench.time_fn(lambda: time.sleep(next(sleeps)), warmup=0, rep=5) >= 0.03
+
+
+def test_time_fn_runs_warmup_and_rep_calls():
+    calls = []
+    bench.time_fn(lambda: calls.append(1), warmup=2, rep=3)
+    assert len(calls) == 5
+
+
+@pytest.mark.parametrize("warmup, rep", [(-1, 3), (0, 0)])
+def test_time_fn_bad_counts(warmup, rep):
+    with pytest.raises(ValueError, match="warmup"):
+        bench.time_fn(lambda: None, warmup=warmup, rep=rep)
+
+
+def test_peak_memory_sees_an_allocation():
+    peak = bench.peak_memory(lambda: torch.ones(16 * 2**20, device=device.DEVICE).sum())  # 64 MiB
+    if sys.platform.startswith("linux") or device.HAS_CUDA:
+        assert peak is not None and peak >= 48 * 2**20
+    else:
+        assert peak is None or peak >= 48 * 2**20
+
+
+def test_print_table(capsys):
+    text = bench.print_table("Title", ["n", "GB/s", "note"], [[64, 1234.5, None], [128, 0.012345, "x"]])
+    assert text == capsys.readouterr().out.rstrip("\n")
+    lines = text.splitlines()
+    cells = [[c.strip() for c in line.split("|")[1:-1]] for line in lines[2:]]
+    assert lines[0] == "Title" and cells[0] == ["n", "GB/s", "note"]
+    assert cells[2] == ["64", "1234", "–"] and cells[3] == ["128", "0.0123", "x"]
+    assert len({len(line) for line in lines[2:]}) == 1  # aligned columns
+    with pytest.raises(ValueError, match="cells"):
+        bench.print_table("t", ["a", "b"], [[1]])
+
+
+def test_save_results(tmp_path):
+    path = bench.save_results("softmax", "the table", directory=tmp_path, command="cmd --x")
+    assert path.parent == tmp_path and path.name.startswith("softmax-") and path.suffix == ".md"
+    text = path.read_text()
+    for needle in ("- date: ", "- hardware: ", f"torch {torch.__version__}", "- command: cmd --x",
+                   "the table"):
+        assert needle in text
+    assert ("cpu" in path.name) == (not device.HAS_CUDA)
+
+
+def test_softmax_suite_at_a_tiny_size(capsys):
+    assert bench.main(["softmax", *TINY]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("| width"))
+    assert "torch.softmax" in header and "softmax_triton" in header and "online_softmax_triton" in header
+    rows = [line for line in out.splitlines() if line.startswith(("|    64 ", "|   128 "))]
+    assert len(rows) == 2
+    assert "wrong" not in out and "–" not in "".join(rows)  # every provider measured and correct
+
+
+def test_softmax_suite_through_python_m_labkit(capsys):
+    assert labkit_main(["bench", "softmax", *TINY, "--dtype", "float16"]) == 0
+    assert "float16" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["nosuch"], ["softmax", "--widths", "0,x"], ["softmax", "--bogus"]])
+def test_bad_command_lines_exit_2(argv, capsys):
+    assert bench.main(argv) == 2
+    assert capsys.readouterr().err

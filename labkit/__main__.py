@@ -7,7 +7,7 @@ USAGE = """usage: python -m labkit COMMAND [ARGS]
 
 commands:
   student SRC [DEST] [--force]   make blank copies of the solved notebooks (default DEST: exercises)
-  grade PATH [--timeout S] [--csv FILE]
+  grade PATH [--timeout S] [--csv FILE] [--solutions DIR]
                                  run a notebook or a folder of submissions headless and report
                                  each exercise as passed / failed / not attempted
   bench SUITE [--save]           benchmarks: softmax, attention, linsys
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         from labkit.student import cli_student
         return cli_student(rest)
     if command == "grade":
-        from labkit.student import cli_grade
+        from labkit.grade import cli_grade
         return cli_grade(rest)
     if command == "bench":
         from labkit.bench import main as bench_main

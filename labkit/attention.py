@@ -1,0 +1,191 @@
+"""Attention in PyTorch: the standard definition, the lab's tiled version, and FlashAttention.
+
+O = softmax(s · Q Kᵀ + mask) V for q, k, v of shape (B, H, N, D). ``naive_attention`` is the
+definition (notebook 04), ``tiled_attention`` the lab's pseudo-code that tiles the scores but
+keeps a full score row block per query tile (notebook 05), and ``flash_attention_forward``
+the FlashAttention forward with an online softmax over K/V tiles, which also returns the
+logsumexp of each score row for the backward pass (notebook 05).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+
+__all__ = ["validate_attention_inputs", "visited_tiles", "naive_attention", "tiled_attention",
+           "flash_attention_forward"]
+
+
+def validate_attention_inputs(q, k, v, causal: bool = False, scale=None, *,
+                              head_dims: tuple[int, ...] | None = None,
+                              dtypes: tuple[torch.dtype, ...] | None = None) -> float:
+    """Check q, k, v (B, H, N, D) for attention and return the softmax scale (1/sqrt(D) by default).
+
+    Raises ValueError naming the problem: not a tensor, not 4-D, mismatched shapes, dtypes or
+    devices, an empty dimension, causal with N_q != N_kv, and (for kernels that pass them) a
+    head dim or dtype outside the supported set. Introduced in notebook 04.
+    """
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor of shape (B, H, N, D), "
+                             f"got {type(x).__name__}")
+        if x.dim() != 4:
+            raise ValueError(f"{name} must be 4-D (B, H, N, D), got shape {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+        if x.numel() == 0:
+            raise ValueError(f"{name} has an empty dimension: shape {tuple(x.shape)}")
+    if not q.dtype == k.dtype == v.dtype:
+        raise ValueError(f"q, k, v must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if not q.device == k.device == v.device:
+        raise ValueError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
+    if k.shape != v.shape:
+        raise ValueError(f"k and v must have the same shape (B, H, N_kv, D), "
+                         f"got {tuple(k.shape)} and {tuple(v.shape)}")
+    if q.shape[:2] != k.shape[:2] or q.shape[3] != k.shape[3]:
+        raise ValueError(f"q (B, H, N_q, D) and k, v (B, H, N_kv, D) must agree on B, H and D, "
+                         f"got q {tuple(q.shape)} and k {tuple(k.shape)}")
+    if causal and q.shape[2] != k.shape[2]:
+        raise ValueError(f"causal attention needs N_q == N_kv, got N_q={q.shape[2]} and "
+                         f"N_kv={k.shape[2]}")
+    D = q.shape[3]
+    if head_dims is not None and D not in head_dims:
+        raise ValueError(f"head dim D={D} is not supported; supported head dims: "
+                         f"{', '.join(map(str, head_dims))}")
+    if dtypes is not None and q.dtype not in dtypes:
+        raise ValueError(f"dtype {q.dtype} is not supported here; supported dtypes: "
+                         f"{', '.join(str(d).replace('torch.', '') for d in dtypes)}")
+    if scale is None:
+        return 1.0 / math.sqrt(D)
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale):
+        raise ValueError(f"scale must be a finite real number, got {scale!r}")
+    return float(scale)
+
+
+# The PyTorch flash forward batches query tiles so that one score block holds about this many
+# elements (1 MiB in float32): large enough to amortise Python's per-tile overhead, small
+# enough to stay in cache on a CPU.
+SCORE_BLOCK_ELEMENTS = 1 << 18
+
+
+def _check_blocks(block_q, block_k) -> None:
+    for name, b in (("block_q", block_q), ("block_k", block_k)):
+        if isinstance(b, bool) or not isinstance(b, numbers.Integral) or b < 1:
+            raise ValueError(f"{name} must be a positive integer, got {b!r}")
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Accumulate in float32, or float64 for float64 inputs."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def visited_tiles(n_q: int, n_kv: int, block_q: int, block_k: int, causal: bool) -> int:
+    """Number of (query tile, key tile) pairs a tiled forward computes for one (batch, head).
+
+    Non-causal: every key tile for every query tile. Causal: query tile i stops after the key
+    tile holding its last query index, so key tiles wholly above the diagonal are skipped.
+    Both ``flash_attention_forward`` here and the Triton kernel follow this count.
+    Introduced in notebook 05.
+    """
+    n_blocks_q = -(-n_q // block_q)
+    if not causal:
+        return n_blocks_q * -(-n_kv // block_k)
+    return sum(-(-min((i + 1) * block_q, n_kv) // block_k) for i in range(n_blocks_q))
+
+
+def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
+                    scale: float | None = None) -> torch.Tensor:
+    """O = softmax(scale · Q Kᵀ, masked to j <= i if causal) V, all N² scores at once, in the input dtype.
+
+    Introduced in notebook 04.
+    """
+    scale = validate_attention_inputs(q, k, v, causal, scale)
+    s = (q @ k.transpose(-2, -1)) * scale  # (B, H, N_q, N_kv)
+    if causal:
+        n = q.shape[2]
+        above = torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1)  # key j > query i
+        s = s.masked_fill(above, float("-inf"))
+    p = torch.softmax(s, dim=-1)
+    return p @ v  # (B, H, N_q, D)
+
+
+def tiled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_q: int = 64,
+                    block_k: int = 64, scale: float | None = None) -> torch.Tensor:
+    """The lab's pseudo-code: scores computed tile by tile into a full (block_q × N_kv) row block, then softmax and P V.
+
+    No online softmax, so the memory per query tile still grows with N_kv. Accumulates in
+    float32 (float64 for float64 inputs); returns the input dtype. Introduced in notebook 05.
+    """
+    scale = validate_attention_inputs(q, k, v, False, scale)
+    _check_blocks(block_q, block_k)
+    B, H, n_q, D = q.shape
+    n_kv = k.shape[2]
+    dtype, ct = q.dtype, _compute_dtype(q.dtype)
+    q, k, v = q.to(ct), k.to(ct), v.to(ct)
+    o = torch.empty(B, H, n_q, D, dtype=ct, device=q.device)
+    for i0 in range(0, n_q, block_q):
+        q_i = q[:, :, i0:i0 + block_q]  # (B, H, T_q, D)
+        s_i = torch.zeros(B, H, q_i.shape[2], n_kv, dtype=ct, device=q.device)  # whole row block
+        for j0 in range(0, n_kv, block_k):
+            k_j = k[:, :, j0:j0 + block_k]  # (B, H, T_k, D)
+            s_i[..., j0:j0 + block_k] = (q_i @ k_j.transpose(-2, -1)) * scale
+        p_i = torch.softmax(s_i, dim=-1)
+        o[:, :, i0:i0 + block_q] = p_i @ v
+    return o.to(dtype)
+
+
+def flash_attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                            causal: bool = False, scale: float | None = None, block_q: int = 64,
+                            block_k: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """FlashAttention forward: online softmax over K/V tiles; returns (o, lse) with lse = logsumexp_j(s_ij).
+
+    For each query tile it keeps a running row max m_i, a running sum l_i and an accumulator
+    acc, rescaled by exp(m_old - m_new) whenever the max grows; o = acc / l_i and
+    lse = m_i + log(l_i), the logsumexp of the scaled (masked) scores, shape (B, H, N_q).
+    Vectorised over (B, H) and over groups of query tiles (independent, like the programs of a
+    GPU grid; see SCORE_BLOCK_ELEMENTS). With causal=True, key tiles wholly above a query
+    tile's diagonal are skipped (see ``visited_tiles``). Accumulates in float32 (float64 for
+    float64 inputs); o has the input dtype, lse is float32 (float64 for float64 inputs, so
+    the backward can be gradchecked). Introduced in notebook 05.
+    """
+    scale = validate_attention_inputs(q, k, v, causal, scale)
+    _check_blocks(block_q, block_k)
+    B, H, n_q, D = q.shape
+    n_kv = k.shape[2]
+    dtype, ct = q.dtype, _compute_dtype(q.dtype)
+    q = (q.to(ct) * scale).reshape(B * H, n_q, D)  # scaled once: s = (scale q) k^T
+    k_t = k.to(ct).reshape(B * H, n_kv, D).transpose(1, 2)  # (BH, D, N_kv)
+    v = v.to(ct).reshape(B * H, n_kv, D)
+    o = torch.empty(B * H, n_q, D, dtype=ct, device=q.device)
+    lse = torch.empty(B * H, n_q, dtype=ct, device=q.device)
+    rows = torch.arange(n_q, device=q.device)
+    # Query tiles are independent (on a GPU they are parallel programs), so several run together
+    # as one batch: as many as keep a score block near SCORE_BLOCK_ELEMENTS (cache-sized).
+    group = block_q * max(1, SCORE_BLOCK_ELEMENTS // (B * H * block_q * min(block_k, n_kv)))
+    for g0 in range(0, n_q, group):
+        g1 = min(g0 + group, n_q)
+        m_i = torch.full((B * H, g1 - g0), float("-inf"), dtype=ct, device=q.device)
+        l_i = torch.zeros(B * H, g1 - g0, dtype=ct, device=q.device)
+        acc = torch.zeros(B * H, g1 - g0, D, dtype=ct, device=q.device)
+        # Causal: stop after the key tile holding row g1 - 1. Key 0 is in the first tile and
+        # visible to every query, so m_i is finite from the first tile on (no exp(-inf + inf)).
+        for j0 in range(0, min(g1, n_kv) if causal else n_kv, block_k):
+            j1 = min(j0 + block_k, n_kv)
+            # Causal block skipping: query tiles ending before key j0 never visit this K/V
+            # tile; only the tiles from the one holding row j0 onwards take part.
+            r0 = max(g0, (j0 // block_q) * block_q) if causal else g0
+            s = torch.bmm(q[:, r0:g1], k_t[:, :, j0:j1])  # (BH, rows, T_k) scaled scores
+            if causal and j1 - 1 > r0:  # some of these rows lie above the diagonal
+                s.masked_fill_(rows[j0:j1][None, :] > rows[r0:g1, None], float("-inf"))
+            r = r0 - g0
+            m_new = torch.maximum(m_i[:, r:], s.amax(dim=-1))
+            p = s.sub_(m_new.unsqueeze(-1)).exp_()  # in place: s is not needed again
+            alpha = torch.exp(m_i[:, r:] - m_new)  # rescales the old state; 0 on a first tile
+            l_i[:, r:] = l_i[:, r:] * alpha + p.sum(dim=-1)
+            acc[:, r:] = torch.baddbmm(acc[:, r:] * alpha.unsqueeze(-1), p, v[:, j0:j1])
+            m_i[:, r:] = m_new
+        o[:, g0:g1] = acc / l_i.unsqueeze(-1)
+        lse[:, g0:g1] = m_i + torch.log(l_i)
+    lse_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    return o.reshape(B, H, n_q, D).to(dtype), lse.reshape(B, H, n_q).to(lse_dtype)

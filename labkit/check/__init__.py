@@ -11,5 +11,8 @@ from labkit.check.softmax import (  # noqa: F401
     logsumexp, merge_states, naive_softmax, normalize, online_softmax, online_softmax_triton,
     overflow_threshold, safe_softmax, softmax_triton,
 )
+from labkit.check.linsys import (  # noqa: F401
+    back_substitution, gauss_seidel, gauss_seidel_sweep, gaussian_elimination, lu_factor, sor_sweep,
 )
 from labkit.check.attention import flash_attention_forward, naive_attention, tiled_attention  # noqa: F401,E501
+from labkit.check.attention import flash_attention_forward_triton  # noqa: F401

@@ -1,0 +1,316 @@
+"""Direct solvers: substitution, Gaussian elimination with pivoting, and LU from loops to BLAS-3.
+
+Every ``lu_factor*`` returns ``(lu, piv)`` in ``scipy.linalg.lu_factor``'s convention: ``lu``
+holds U on and above the diagonal and the unit-lower L strictly below it; ``piv[i]`` is the
+(0-based) row swapped with row i at step i. So ``scipy.linalg.lu_solve`` accepts any of them.
+The ladder ``lu_factor_loops`` -> ``lu_factor_rows`` -> ``lu_factor_rank1`` -> ``lu_factor``
+(blocked) computes the same factors ever faster. Introduced in notebook 08.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.linalg.blas import dtrsm
+
+PIVOTING = ("none", "partial", "complete")
+BLOCK = 256  # panel width of the blocked LU
+PANEL_LEAF = 64  # panels this narrow are factored by rank-1 steps, wider ones recursively
+SMALL_PANEL = 256 * 256  # ... and so are panels with fewer entries than this
+
+
+# ---------------------------------------------------------------- validation
+def _square(A, name: str = "A") -> np.ndarray:
+    """A float64 copy of a finite square matrix, or ValueError naming the problem."""
+    A = np.array(A, dtype=np.float64, copy=True)
+    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+        raise ValueError(f"{name} must be a square 2-D matrix, got shape {A.shape}")
+    if A.shape[0] == 0:
+        raise ValueError(f"{name} is empty (shape {A.shape})")
+    if not np.isfinite(A).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    return A
+
+
+def _rhs(b, n: int, name: str = "b") -> np.ndarray:
+    """A float64 copy of a finite right-hand side of shape (n,) or (n, k)."""
+    b = np.array(b, dtype=np.float64, copy=True)
+    if b.ndim not in (1, 2) or b.shape[0] != n:
+        raise ValueError(f"{name} must have shape ({n},) or ({n}, k) to match the matrix, "
+                         f"got {b.shape}")
+    if not np.isfinite(b).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    return b
+
+
+def _singular(col: int) -> np.linalg.LinAlgError:
+    return np.linalg.LinAlgError(
+        f"matrix is singular: no nonzero pivot in column {col} (0-based)")
+
+
+# ---------------------------------------------------------------- substitution
+def forward_substitution(L, b, unit_diagonal: bool = False) -> np.ndarray:
+    """Solve L y = b for lower-triangular L, top row first: y_i = (b_i - sum_{j<i} l_ij y_j) / l_ii.
+
+    Only the lower triangle of L is read; b may be (n,) or (n, k). Introduced in notebook 08.
+    """
+    L = _square(L, "L")
+    n = L.shape[0]
+    y = _rhs(b, n)
+    for i in range(n):
+        y[i] -= L[i, :i] @ y[:i]
+        if not unit_diagonal:
+            if L[i, i] == 0.0:
+                raise _singular(i)
+            y[i] /= L[i, i]
+    return y
+
+
+def back_substitution(U, y) -> np.ndarray:
+    """Solve U x = y for upper-triangular U, bottom row first: x_i = (y_i - sum_{j>i} u_ij x_j) / u_ii.
+
+    Only the upper triangle of U is read; y may be (n,) or (n, k). Introduced in notebook 08.
+    """
+    U = _square(U, "U")
+    n = U.shape[0]
+    x = _rhs(y, n, "y")
+    for i in range(n - 1, -1, -1):
+        if U[i, i] == 0.0:
+            raise _singular(i)
+        x[i] = (x[i] - U[i, i + 1:] @ x[i + 1:]) / U[i, i]
+    return x
+
+
+# ---------------------------------------------------------------- elimination
+def gaussian_elimination(A, b, pivoting: str = "partial") -> np.ndarray:
+    """Solve A x = b by row reduction of [A | b] to upper-triangular form, then back substitution.
+
+    pivoting: "none" (the textbook algorithm; fails on a zero or tiny pivot), "partial"
+    (largest |a_ik| in the column moved up) or "complete" (largest entry of the whole
+    trailing block; columns swapped too, so x is unpermuted at the end). The caller's
+    arrays are never modified. Introduced in notebook 08.
+    """
+    if pivoting not in PIVOTING:
+        raise ValueError(f"pivoting must be one of {PIVOTING}, got {pivoting!r}")
+    A = _square(A)
+    n = A.shape[0]
+    b = _rhs(b, n)
+    cols = np.arange(n)  # cols[j]: which unknown sits in column j after column swaps
+    for k in range(n):
+        if pivoting == "partial":
+            p = k + int(np.argmax(np.abs(A[k:, k])))
+            q = k
+        elif pivoting == "complete":
+            flat = int(np.argmax(np.abs(A[k:, k:])))
+            p, q = k + flat // (n - k), k + flat % (n - k)
+        else:
+            p = q = k
+        if A[p, q] == 0.0:
+            raise _singular(int(cols[q]) if pivoting == "complete" else k)
+        if p != k:
+            A[[k, p]] = A[[p, k]]
+            b[[k, p]] = b[[p, k]]
+        if q != k:
+            A[:, [k, q]] = A[:, [q, k]]
+            cols[[k, q]] = cols[[q, k]]
+        m = A[k + 1:, k] / A[k, k]  # multipliers l_ik
+        A[k + 1:, k:] -= np.outer(m, A[k, k:])
+        b[k + 1:] -= np.multiply.outer(m, b[k])
+    x = back_substitution(A, b)
+    out = np.empty_like(x)
+    out[cols] = x
+    return out
+
+
+def growth_factor(A, pivoting: str = "partial") -> float:
+    """rho = max_{i,j,k} |a_ij^(k)| / max_{i,j} |a_ij| over every stage k of elimination.
+
+    Backward error of elimination is bounded by about n * rho * eps * ||A||; partial pivoting
+    keeps rho <= 2^(n-1), reached by ``systems.wilkinson``. Introduced in notebook 08.
+    """
+    if pivoting not in ("none", "partial"):
+        raise ValueError(f"pivoting must be 'none' or 'partial', got {pivoting!r}")
+    A = _square(A)
+    n, a0 = A.shape[0], np.abs(A).max()
+    if a0 == 0.0:
+        raise _singular(0)
+    biggest = a0
+    for k in range(n - 1):
+        p = k + int(np.argmax(np.abs(A[k:, k]))) if pivoting == "partial" else k
+        if A[p, k] == 0.0:
+            raise _singular(k)
+        A[[k, p]] = A[[p, k]]
+        A[k + 1:, k:] -= np.outer(A[k + 1:, k] / A[k, k], A[k, k:])
+        biggest = max(biggest, np.abs(A[k + 1:, k + 1:]).max())
+    return float(biggest / a0)
+
+
+# ---------------------------------------------------------------- the LU ladder
+def lu_factor_loops(A):
+    """LU with partial pivoting, three plain Python loops: the slow, obviously correct reference.
+
+    Same (lu, piv) as ``scipy.linalg.lu_factor``. Introduced in notebook 08.
+    """
+    lu = _square(A)
+    n = lu.shape[0]
+    piv = np.arange(n, dtype=np.int32)
+    for k in range(n):
+        p = max(range(k, n), key=lambda i: abs(lu[i, k]))
+        if lu[p, k] == 0.0:
+            raise _singular(k)
+        piv[k] = p
+        for j in range(n):
+            lu[k, j], lu[p, j] = lu[p, j], lu[k, j]
+        for i in range(k + 1, n):
+            lu[i, k] = lu[i, k] / lu[k, k]
+            for j in range(k + 1, n):
+                lu[i, j] -= lu[i, k] * lu[k, j]
+    return lu, piv
+
+
+def lu_factor_rows(A):
+    """LU with partial pivoting, one numpy row operation per (i, k): the inner loop vectorised.
+
+    Introduced in notebook 08.
+    """
+    lu = _square(A)
+    n = lu.shape[0]
+    piv = np.arange(n, dtype=np.int32)
+    for k in range(n):
+        p = k + int(np.argmax(np.abs(lu[k:, k])))
+        if lu[p, k] == 0.0:
+            raise _singular(k)
+        piv[k] = p
+        lu[[k, p]] = lu[[p, k]]
+        for i in range(k + 1, n):
+            lu[i, k] /= lu[k, k]
+            lu[i, k + 1:] -= lu[i, k] * lu[k, k + 1:]
+    return lu, piv
+
+
+def _rank1_steps(lu: np.ndarray, piv: np.ndarray, k0: int, k1: int, row_end: int,
+                 col0: int = 0) -> None:
+    """Eliminate columns k0..k1-1 in place by rank-1 updates on lu[:, k0:row_end] (swaps whole rows).
+
+    col0: where lu's column 0 sits in the whole matrix (for the singular-column message).
+    """
+    for k in range(k0, k1):
+        p = k + int(np.argmax(np.abs(lu[k:, k])))
+        if lu[p, k] == 0.0:
+            raise _singular(col0 + k)
+        piv[k] = p
+        if p != k:
+            lu[[k, p]] = lu[[p, k]]
+        lu[k + 1:, k] /= lu[k, k]
+        lu[k + 1:, k + 1:row_end] -= np.outer(lu[k + 1:, k], lu[k, k + 1:row_end])
+
+
+def lu_factor_rank1(A):
+    """LU with partial pivoting, one rank-1 (outer-product) update of the trailing block per column.
+
+    A_22 <- A_22 - l_21 u_12^T: a single numpy call per column (BLAS-2 speed: every step
+    streams the whole trailing block through memory). Introduced in notebook 08.
+    """
+    lu = _square(A)
+    n = lu.shape[0]
+    piv = np.arange(n, dtype=np.int32)
+    _rank1_steps(lu, piv, 0, n, n)
+    return lu, piv
+
+
+def _trsm(T: np.ndarray, B: np.ndarray, lower: bool, unit: bool) -> np.ndarray:
+    """T^{-1} B for triangular T by BLAS dtrsm (B may be 1-D); T's other triangle is ignored."""
+    X = dtrsm(1.0, T, B.reshape(B.shape[0], -1), lower=int(lower), diag=int(unit))
+    return X.reshape(B.shape)
+
+
+def _swap_rows(M: np.ndarray, piv: np.ndarray, offset: int = 0) -> None:
+    """Apply the row swaps i <-> piv[i] (i = 0, 1, ...) to M's rows offset + i, all at once."""
+    rows = np.arange(len(piv) + max(0, int(np.max(piv, initial=0)) + 1 - len(piv)))
+    for i, p in enumerate(piv):  # replay the swaps on indices only
+        rows[i], rows[p] = rows[p], rows[i]
+    moved = np.flatnonzero(rows != np.arange(len(rows)))
+    if moved.size:
+        M[offset + moved] = M[offset + rows[moved]]
+
+
+def _panel_lu(P: np.ndarray, piv: np.ndarray, col0: int) -> None:
+    """Recursive LU with partial pivoting of a tall panel P (m, w), in place; piv gets local rows.
+
+    Split the columns in halves: factor the left, update the right with a triangular solve and
+    a matrix product, factor the bottom right. Nearly all flops become matrix products.
+    """
+    m, w = P.shape
+    if w <= PANEL_LEAF or m * w <= SMALL_PANEL:  # small: BLAS calls would cost more than they save
+        _rank1_steps(P, piv, 0, w, w, col0)
+        return
+    h = w // 2
+    left = np.array(P[:, :h], order="C")
+    _panel_lu(left, piv[:h], col0)
+    P[:, :h] = left
+    _swap_rows(P[:, h:], piv[:h])
+    P[:h, h:] = _trsm(P[:h, :h], P[:h, h:], lower=True, unit=True)
+    right = P[h:, h:] - P[h:, :h] @ P[:h, h:]
+    _panel_lu(right, piv[h:], col0 + h)
+    P[h:, h:] = right
+    _swap_rows(P[h:, :h], piv[h:])
+    piv[h:] += h
+
+
+def lu_factor(A, block: int = BLOCK):
+    """Blocked right-looking LU with partial pivoting: LU of a panel, then BLAS-3 updates.
+
+    For each panel of ``block`` columns: factor the tall panel (recursively, so it too runs on
+    matrix products), U_12 = L_11^{-1} A_12 (triangular solve), A_22 -= L_21 U_12 (one matrix
+    product). The product does almost all the flops while each tile is reused from cache: the
+    same idea as FlashAttention's tiles. Returns (lu, piv) for ``lu_solve`` or
+    ``scipy.linalg.lu_solve``. Introduced in notebook 08.
+    """
+    if int(block) < 1:
+        raise ValueError(f"block must be a positive integer, got {block}")
+    lu = _square(A)
+    n = lu.shape[0]
+    piv = np.arange(n, dtype=np.int32)
+    work = np.empty(n * n)  # one buffer for every L_21 @ U_12 product (no fresh allocations)
+    for k in range(0, n, block):
+        e = min(k + block, n)
+        panel = np.array(lu[k:, k:e], order="C")  # (n-k, nb) copy, factored on its own
+        _panel_lu(panel, piv[k:e], k)
+        lu[k:, k:e] = panel
+        _swap_rows(lu[k:, :k], piv[k:e])  # replay the panel's swaps left and right of it
+        _swap_rows(lu[k:, e:], piv[k:e])
+        piv[k:e] += k
+        if e < n:
+            m = n - e
+            lu[k:e, e:] = _trsm(lu[k:e, k:e], lu[k:e, e:], lower=True, unit=True)
+            prod = work[:m * m].reshape(m, m)
+            np.matmul(lu[e:, k:e], lu[k:e, e:], out=prod)
+            lu[e:, e:] -= prod
+    return lu, piv
+
+
+def lu_solve(lu_and_piv, b) -> np.ndarray:
+    """Solve A x = b from A's (lu, piv): swap b's rows as recorded, then L y = Pb, U x = y.
+
+    b may be (n,) or (n, k): one O(n^2) solve per column after the single O(n^3) factorisation.
+    Introduced in notebook 08.
+    """
+    lu, piv = lu_and_piv
+    lu = np.asarray(lu, dtype=np.float64)
+    if lu.ndim != 2 or lu.shape[0] != lu.shape[1]:
+        raise ValueError(f"lu must be a square 2-D matrix, got shape {lu.shape}")
+    n = lu.shape[0]
+    piv = np.asarray(piv)
+    if piv.shape != (n,) or piv.min(initial=0) < 0 or piv.max(initial=0) >= n:
+        raise ValueError(f"piv must hold {n} row indices in [0, {n}) (0-based, as scipy's "
+                         f"lu_factor returns), got shape {piv.shape}")
+    x = _rhs(b, n)
+    for i, p in enumerate(piv):
+        if p != i:
+            x[[i, p]] = x[[p, i]]
+    if np.any(np.diag(lu) == 0.0):
+        raise _singular(int(np.flatnonzero(np.diag(lu) == 0.0)[0]))
+    return _trsm(lu, _trsm(lu, x, lower=True, unit=True), lower=False, unit=False)
+
+
+def lu_flops(n: int) -> int:
+    """Floating-point operations of LU (divisions, multiplies, subtractions): 2n^3/3 - n^2/2 - n/6 ~ 2n^3/3."""
+    return (4 * n ** 3 - 3 * n ** 2 - n) // 6

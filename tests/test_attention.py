@@ -1,5 +1,4 @@
 """labkit.attention: naive, tiled and FlashAttention forward against float64 and torch SDPA."""
-import math
 
 import pytest
 import torch
@@ -8,29 +7,10 @@ import torch.nn.functional as F
 import labkit  # noqa: F401  (device switch first)
 from labkit import attention
 from labkit.check import assert_close
+from attention_inputs import make_qkv, ref64
 
 NS = (1, 17, 64, 100)
 DS = (16, 32, 64, 128)
-
-
-def make_qkv(B, H, n_q, n_kv, D, dtype=torch.float32, seed=0, bnhd=False):
-    """Deterministic q (B, H, n_q, D), k, v (B, H, n_kv, D); bnhd=True gives transposed views."""
-    g = torch.Generator().manual_seed(seed)
-    shapes = ((B, n_q, H, D), (B, n_kv, H, D), (B, n_kv, H, D)) if bnhd else \
-        ((B, H, n_q, D), (B, H, n_kv, D), (B, H, n_kv, D))
-    out = [torch.randn(s, generator=g, dtype=torch.float64).to(dtype) for s in shapes]
-    return tuple(x.transpose(1, 2) for x in out) if bnhd else tuple(out)
-
-
-def ref64(q, k, v, causal=False, scale=None):
-    """Float64 reference output and lse (masked scaled scores through torch.logsumexp)."""
-    q, k, v = (x.to(torch.float64) for x in (q, k, v))
-    scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
-    s = q @ k.transpose(-2, -1) * scale
-    if causal:
-        n = q.shape[2]
-        s = s.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
-    return torch.softmax(s, -1) @ v, torch.logsumexp(s, -1)
 
 
 def judge(out, q, k, v, causal=False, what="output"):

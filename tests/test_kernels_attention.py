@@ -1,5 +1,4 @@
 """labkit.kernels.flash_attention_forward (Triton; the interpreter on CPU) against float64 references."""
-import math
 
 import pytest
 import torch
@@ -10,30 +9,10 @@ from labkit import attention, device
 from labkit.check import assert_close
 from labkit.kernels import flash_attention_forward
 from labkit.kernels.flash_forward import DTYPES, HEAD_DIMS, block_sizes
+from attention_inputs import make_qkv, ref64
 
 NS = (1, 17, 64, 100)
 DS = (16, 32, 64, 128)
-
-
-def make_qkv(B, H, n_q, n_kv, D, dtype=torch.float32, seed=0, bnhd=False):
-    """Deterministic q (B, H, n_q, D), k, v (B, H, n_kv, D) on the course device."""
-    g = torch.Generator().manual_seed(seed)
-    shapes = ((B, n_q, H, D), (B, n_kv, H, D), (B, n_kv, H, D)) if bnhd else \
-        ((B, H, n_q, D), (B, H, n_kv, D), (B, H, n_kv, D))
-    out = [torch.randn(s, generator=g, dtype=torch.float64).to(device.DEVICE, dtype) for s in shapes]
-    return tuple(x.transpose(1, 2) for x in out) if bnhd else tuple(out)
-
-
-def ref64(q, k, v, causal=False, scale=None):
-    """Float64 output (labkit's naive attention) and lse (torch.logsumexp of the masked scores)."""
-    q, k, v = (x.to(torch.float64) for x in (q, k, v))
-    scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
-    s = q @ k.transpose(-2, -1) * scale
-    if causal:
-        n = q.shape[2]
-        s = s.masked_fill(torch.ones(n, n, dtype=torch.bool, device=s.device).triu(1),
-                          float("-inf"))
-    return attention.naive_attention(q, k, v, causal, scale), torch.logsumexp(s, -1)
 
 
 def judge(o, lse, q, k, v, causal=False, scale=None):

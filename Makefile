@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.labkit-installed
 # The tested torch, installed first and alone: where a local CPU wheel is offered
 # (as on the course machines) pip takes it instead of pulling CUDA packages.
 TORCH  := torch==2.13.0
-JOBS   ?= 2
+# Extra options for JupyterLab, e.g. LAB_ARGS="--no-browser --port 8899"
+LAB_ARGS ?=
 
 .PHONY: install lab test test-fast student grade bench clean
 
@@ -25,7 +26,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 # Blank copies are made for notebooks that have none yet; existing work is never touched.
 lab: $(STAMP)
 	$(BIN)/python -m labkit student notebooks exercises
-	$(BIN)/jupyter lab --notebook-dir=. exercises/00_start_here.ipynb
+	$(BIN)/jupyter lab --notebook-dir=. $(LAB_ARGS) exercises/00_start_here.ipynb
 
 test: $(STAMP)
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env tests notebooks

@@ -8,6 +8,8 @@ STAMP  := $(VENV)/.labkit-installed
 TORCH  := torch==2.13.0
 # Extra options for JupyterLab, e.g. LAB_ARGS="--no-browser --port 8899"
 LAB_ARGS ?=
+# Jupyter refuses to start as root (common in containers) unless told it may.
+ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: install lab test test-fast student grade bench clean
 
@@ -26,7 +28,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 # Blank copies are made for notebooks that have none yet; existing work is never touched.
 lab: $(STAMP)
 	$(BIN)/python -m labkit student notebooks exercises
-	$(BIN)/jupyter lab --notebook-dir=. $(LAB_ARGS) exercises/00_start_here.ipynb
+	$(BIN)/jupyter lab --notebook-dir=. $(ROOT_ARG) $(LAB_ARGS) exercises/00_start_here.ipynb
 
 test: $(STAMP)
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env tests notebooks

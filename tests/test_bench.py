@@ -79,3 +79,28 @@ def test_softmax_suite_through_python_m_labkit(capsys):
 def test_bad_command_lines_exit_2(argv, capsys):
     assert bench.main(argv) == 2
     assert capsys.readouterr().err
+
+
+def test_attention_suite_at_a_tiny_size(capsys):
+    argv = ["attention", "--n", "32,64", "--bh", "1", "--d", "16", "--rep", "1", "--target-n", "128"]
+    assert bench.main(argv) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    rows = [line for line in lines if line.startswith("|") and line.split("|")[1].strip() in ("32", "64")]
+    labels = {row.split("|")[2].strip() for row in rows}
+    assert {"standard (naive_attention)", "torch SDPA", "labkit tiled_attention",
+            "labkit flash (PyTorch)"} <= labels
+    assert any(label.startswith("Triton kernel") for label in labels) == device.HAS_TRITON
+    assert "flash-attn" in labels or "flash-attn skipped" in out
+    errors = [float(row.split("|")[-2]) for row in rows]
+    assert errors and max(errors) < 1e-4  # every provider agrees with the float64 reference
+    target = [line for line in lines if line.startswith("|") and "ratio" not in line and
+              ("SDPA" in line or "block_q" in line) and line.count("|") == 6]
+    assert len(target) == 3 and "B·H=8, N=128, D=64" in out
+
+
+def test_attention_suite_causal_skips_the_lab_tiling(capsys):
+    assert bench.main(["attention", "--n", "40", "--bh", "1", "--d", "16", "--rep", "1", "--causal",
+                       "--target-n", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "/ 2 (causal" in out and "no causal mask" in out and "CPU target" not in out

@@ -178,3 +178,135 @@ def test_blank_exercise_reports_not_implemented(name, capsys):
     getattr(check, name)(blank)
     assert capsys.readouterr().out.strip() == f"✘ {name}: not implemented yet " \
         "(fill in the exercise above, then re-run this cell)"
+
+
+# ------------------------------------- Triton forward kernel mutants (interpreter on CPU)
+
+from labkit import device  # noqa: E402
+
+LOG2E = 1.4426950408889634
+
+if device.HAS_TRITON:
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def _student_flash_kernel(Q, K, V, O, LSE, stride_qb, stride_qh, stride_qm, stride_kb, stride_kh,
+                              stride_kn, stride_ob, stride_oh, stride_om, H, n_q, n_kv, qk_scale,
+                              D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                              CAUSAL: tl.constexpr, BUG: tl.constexpr):
+        # A student's kernel for contiguous (B, H, N, D) tensors, with one switchable mistake.
+        start_m = tl.program_id(0)
+        bh = tl.program_id(1)
+        q_base = Q + (bh // H) * stride_qb + (bh % H) * stride_qh
+        k_base = K + (bh // H) * stride_kb + (bh % H) * stride_kh
+        v_base = V + (bh // H) * stride_kb + (bh % H) * stride_kh
+        offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs_d = tl.arange(0, D)
+        q = tl.load(q_base + offs_m[:, None] * stride_qm + offs_d[None, :], mask=offs_m[:, None] < n_q,
+                    other=0.0)
+        m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+        l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+        acc = tl.zeros([BLOCK_M, D], dtype=tl.float32)
+        hi = n_kv
+        if CAUSAL:
+            hi = tl.minimum((start_m + 1) * BLOCK_M, n_kv)
+        for start_n in range(0, hi, BLOCK_N):
+            offs_n = start_n + tl.arange(0, BLOCK_N)
+            kt = tl.load(k_base + offs_n[None, :] * stride_kn + offs_d[:, None],
+                         mask=offs_n[None, :] < n_kv, other=0.0)
+            v = tl.load(v_base + offs_n[:, None] * stride_kn + offs_d[None, :],
+                        mask=offs_n[:, None] < n_kv, other=0.0)
+            s = tl.dot(q, kt, input_precision="ieee") * qk_scale
+            if BUG != "ragged keys kept":
+                s = tl.where(offs_n[None, :] < n_kv, s, float("-inf"))
+            if CAUSAL:
+                if BUG == "mask hides the diagonal":
+                    s = tl.where(offs_n[None, :] < offs_m[:, None], s, float("-inf"))
+                else:
+                    s = tl.where(offs_n[None, :] <= offs_m[:, None], s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, 1))
+            p = tl.exp2(s - m_new[:, None])
+            alpha = tl.exp2(m_i - m_new)
+            l_i = l_i * alpha + tl.sum(p, 1)
+            if BUG != "acc not rescaled":
+                acc = acc * alpha[:, None]
+            acc += tl.dot(p.to(v.dtype), v, input_precision="ieee")
+            m_i = m_new
+        o = acc
+        if BUG != "o not divided":
+            o = acc / l_i[:, None]
+        tl.store(O + (bh // H) * stride_ob + (bh % H) * stride_oh + offs_m[:, None] * stride_om
+                 + offs_d[None, :], o.to(O.dtype.element_ty), mask=offs_m[:, None] < n_q)
+        if BUG == "lse without the max":
+            lse = tl.log2(l_i) * 0.6931471805599453
+        elif BUG == "lse in log2 units":
+            lse = m_i + tl.log2(l_i)
+        else:
+            lse = (m_i + tl.log2(l_i)) * 0.6931471805599453
+        tl.store(LSE + bh * n_q + offs_m, lse, mask=offs_m < n_q)
+
+
+def student_flash_triton(bug="none", block_m=32, block_n=16):
+    def fn(q, k, v, causal=False, scale=None):
+        B, H, n_q, D = q.shape
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        scale = 1 / math.sqrt(D) if scale is None else scale
+        qk_scale = {"no scale": LOG2E, "exp2 without log2(e)": scale,
+                    "scale argument ignored": LOG2E / math.sqrt(D)}.get(bug, scale * LOG2E)
+        o = torch.empty_like(q)
+        lse = torch.empty(B, H, n_q)
+        grid = (triton.cdiv(n_q, block_m), B * H)
+        _student_flash_kernel[grid](q, k, v, o, lse, q.stride(0), q.stride(1), q.stride(2),
+                                    k.stride(0), k.stride(1), k.stride(2), o.stride(0), o.stride(1),
+                                    o.stride(2), H, n_q, k.shape[2], qk_scale, D=D, BLOCK_M=block_m,
+                                    BLOCK_N=block_n, CAUSAL=causal, BUG=bug)
+        return o, lse
+    return fn
+
+
+TRITON_MUTANTS = [
+    ("acc not rescaled", "acc not rescaled"),
+    ("o not divided", "o = acc / l_i"),
+    ("lse without the max", "add m_i back"),
+    ("lse in log2 units", "log2 units"),
+    ("mask hides the diagonal", "query i must see key i itself"),
+    ("no scale", "scaled by `scale`"),
+    ("scale argument ignored", "use the `scale` argument"),
+    ("exp2 without log2(e)", "multiply the scores by log2(e)"),
+    ("ragged keys kept", "keys past N_kv must score -inf"),
+]
+triton_only = pytest.mark.skipif(not device.HAS_TRITON, reason=device.TRITON_MISSING)
+
+
+@triton_only
+def test_flash_triton_checker_passes_labkit_kernel_and_a_correct_student_kernel(capsys):
+    from labkit import kernels
+    check.flash_attention_forward_triton(kernels.flash_attention_forward)
+    check.flash_attention_forward_triton(student_flash_triton())
+    check.flash_attention_forward_triton(student_flash_triton(block_m=64, block_n=64))
+    assert capsys.readouterr().out.strip().splitlines() == \
+        ["✔ flash_attention_forward_triton: 8/8 cases passed"] * 3
+
+
+@triton_only
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the masked-diagonal bug makes NaN
+@pytest.mark.parametrize("bug, hint", TRITON_MUTANTS, ids=[m[0] for m in TRITON_MUTANTS])
+def test_flash_triton_checker_names_the_kernel_bug(bug, hint):
+    with pytest.raises(AssertionError) as err:
+        check.flash_attention_forward_triton(student_flash_triton(bug))
+    assert hint in str(err.value).split("hint:")[-1], str(err.value)
+
+
+@triton_only
+@pytest.mark.parametrize("block_n", [32, 64])
+def test_flash_triton_checker_finds_unrescaled_acc_for_other_key_tiles(block_n):
+    with pytest.raises(AssertionError, match="acc not rescaled"):
+        check.flash_attention_forward_triton(student_flash_triton("acc not rescaled", 64, block_n))
+
+
+def test_flash_triton_blank_reports_not_implemented(capsys):
+    def blank(q, k, v, causal=False, scale=None):
+        raise NotImplementedError("Exercise 6.1: the loop over K/V tiles")
+    check.flash_attention_forward_triton(blank)
+    assert "not implemented yet" in capsys.readouterr().out

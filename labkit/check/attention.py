@@ -6,7 +6,8 @@ import math
 import torch
 
 from labkit import attention as ref
-from labkit.check.core import Case, Misconception, run_checker
+from labkit.check.core import (Case, Misconception, assert_close, compare_outputs, describe,
+                               run_checker)
 
 # ---------------------------------------------------------------------------- inputs
 
@@ -199,3 +200,139 @@ def flash_attention_forward(fn) -> None:
                                              "after the tile that holds the query block's last row",
                     **_COMMON, **_CAUSAL,
                 }))
+
+
+# ------------------------------------------------- Triton forward kernel (notebook 06)
+
+LN2 = 0.6931471805599453
+_TRITON_BLOCKS = (16, 32, 64, 128)  # key (and query) block sizes a student's kernel may use
+
+
+class _Expected:
+    """The float64 reference (o, lse) of a case, with the plain same-dtype PyTorch output for fp16."""
+
+    def __init__(self, q, k, v, causal=False, scale=None):
+        o64, lse64 = ref.flash_attention_forward(q.double(), k.double(), v.double(), causal, scale)
+        self.dtype = q.dtype
+        self.o, self.lse = o64, lse64
+        self.baseline = ref.naive_attention(q, k, v, causal, scale) if q.dtype != torch.float32 \
+            else None
+
+
+def _compare_triton(out, expected) -> None:
+    """(o, lse) against the float64 reference (fp16: the low-precision rule), or against a mutant's output."""
+    if not isinstance(expected, _Expected):
+        compare_outputs(out, expected)
+        return
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise AssertionError(f"returned {describe(out)}, expected a tuple (o, lse)")
+    o, lse = out
+    for what, x, dtype in (("o", o, expected.dtype), ("lse", lse, torch.float32)):
+        if not isinstance(x, torch.Tensor):
+            raise AssertionError(f"{what}: returned {type(x).__name__}, expected a torch.Tensor")
+        if x.dtype != dtype:
+            raise AssertionError(f"{what}: dtype {x.dtype}, expected {dtype}")
+    assert_close(o, expected.o, dtype=expected.dtype, baseline=expected.baseline, what="o")
+    assert_close(lse, expected.lse, dtype=expected.dtype, what="lse")
+
+
+def _triton_variant(q, k, v, causal=False, scale=None, *, mistake, block_m=None, block_n=None):
+    """What a Triton forward kernel with one deliberate mistake returns, in float64: (o, lse).
+
+    ``block_n`` is the kernel's key tile (it matters when the state is not rescaled, or padded
+    keys are not masked), ``block_m`` its query block (a causal kernel never visits the key
+    tile after a query block's diagonal).
+    """
+    D = q.shape[-1]
+    s_ = 1.0 / math.sqrt(D) if scale is None else scale
+    s_ = {"no scale": 1.0, "scale ignored": 1.0 / math.sqrt(D), "exp2 without log2e": s_ * LN2}.get(
+        mistake, s_)
+    dtype = q.dtype
+    q, k, v = q.double(), k.double(), v.double()
+    n_q, n_kv = q.shape[2], k.shape[2]
+    if mistake == "keys padded with 0":  # masked loads give k = v = 0, their scores 0 are kept
+        pad = -n_kv % block_n
+        k, v = (torch.cat([x, x.new_zeros(*x.shape[:2], pad, D)], 2) for x in (k, v))
+        n_kv += pad
+    s = (q @ k.transpose(-2, -1)) * s_  # (B, H, N_q, N_kv)
+    if causal:
+        i, j = torch.arange(n_q)[:, None], torch.arange(n_kv)[None, :]
+        block_end = (i // (block_m or n_q) + 1) * (block_m or n_q)  # keys a causal program reaches
+        hidden = {"diagonal masked": j >= i, "one key too many": (j > i + 1) | (j >= block_end),
+                  }.get(mistake, j > i)
+        s = s.masked_fill(hidden, float("-inf"))
+    m_i = torch.full(s.shape[:3], float("-inf"), dtype=torch.float64)
+    l_i = torch.zeros(s.shape[:3], dtype=torch.float64)
+    acc = torch.zeros(*s.shape[:3], D, dtype=torch.float64)
+    step = block_n or n_kv
+    for j0 in range(0, n_kv, step):
+        s_j = s[..., j0:j0 + step]
+        m_new = torch.maximum(m_i, s_j.amax(-1))
+        p = torch.exp(s_j - m_new[..., None])
+        alpha = torch.exp(m_i - m_new)
+        l_i = (l_i if mistake == "l not rescaled" else l_i * alpha) + p.sum(-1)
+        acc = (acc if mistake == "acc not rescaled" else acc * alpha[..., None]) + p @ v[:, :, j0:j0 + step]
+        m_i = m_new
+    o = acc if mistake == "not divided" else acc / l_i[..., None]
+    lse = torch.log(l_i) if mistake == "lse without max" else m_i + torch.log(l_i)
+    if mistake == "lse in log2 units":
+        lse = lse / LN2
+    return o.to(dtype), lse.float()
+
+
+def _triton_mutants() -> list[Misconception]:
+    def m(mistake, hint, **blocks):
+        return Misconception(hint, lambda *a, **kw: _triton_variant(*a, mistake=mistake, **blocks, **kw))
+
+    def tiled(mistake, hint, key):  # the mistake's output depends on the block size `key`
+        return [m(mistake, hint, **{key: b}) for b in _TRITON_BLOCKS]
+    return [
+        *tiled("acc not rescaled", "acc not rescaled when the running max changes: multiply acc by "
+               "alpha = exp2(m_i - m_new) before adding tl.dot(p, v)", "block_n"),
+        *tiled("l not rescaled", "l_i not rescaled when the running max changes: "
+               "l_i = l_i * alpha + tl.sum(p, 1) with alpha = exp2(m_i - m_new)", "block_n"),
+        m("not divided", "o is the accumulator divided by the final l_i: o = acc / l_i[:, None]"),
+        m("lse without max", "lse = m_i + log(l_i): l_i was summed relative to the running max, so "
+          "add m_i back (with exp2: lse = (m_i + tl.log2(l_i)) * ln(2))"),
+        m("lse in log2 units", "lse is still in log2 units: with exp2, m_i and tl.log2(l_i) are base-2 "
+          "logarithms; return (m_i + tl.log2(l_i)) * ln(2), ln(2) = 0.6931..."),
+        m("diagonal masked", "causal mask off by one: query i must see key i itself (keep the "
+          "scores where offs_m[:, None] >= offs_n[None, :])"),
+        m("one key too many", "causal mask off by one: query i must not see key i + 1 (keep only "
+          "offs_n[None, :] <= offs_m[:, None])"),
+        *tiled("one key too many", "causal mask off by one: query i must not see key i + 1 (keep "
+               "only offs_n[None, :] <= offs_m[:, None])", "block_m"),
+        m("no scale", "scores must be scaled by `scale` (1/sqrt(D) by default) before the softmax: "
+          "with exp2, multiply q kᵀ by scale * log2(e)"),
+        m("scale ignored", _SCALE_IGNORED),
+        m("exp2 without log2e", "tl.exp2(x) is 2**x, not e**x: multiply the scores by log2(e) = "
+          "1.4427 as well (qk_scale = scale * log2(e)) before tl.exp2, or use tl.exp"),
+        *tiled("keys padded with 0", "keys past N_kv must score -inf: mask the K/V loads "
+               "(offs_n < n_kv) and set those scores to -inf with tl.where; a padded key with "
+               "score 0 adds exp(0 - m_i) to l_i", "block_n"),
+    ]
+
+
+def flash_attention_forward_triton(fn) -> None:
+    """Check a Triton FlashAttention forward via its host wrapper fn(q, k, v, causal=False, scale=None) -> (o, lse).
+
+    Small cases for the interpreter: N = 1, 17, 40 (not multiples of any block), one longer
+    sequence whose scores rise along the keys so the running max changes in every key tile
+    (N = 130 > 128, the largest block), cross-attention, causal, a given scale, fp16.
+    Introduced in notebook 06.
+    """
+    cases = [
+        Case("B=1, H=2, N=17, D=16", _qkv(1, 2, 17, 17, 16, seed=61)),
+        Case("one query and one key: N=1, D=16", _qkv(1, 1, 1, 1, 16, seed=62)),
+        Case("B=2, H=1, N=40, D=32", _qkv(2, 1, 40, 40, 32, seed=63)),
+        Case("scores rising along the keys: N=130, D=16 (the max changes in every key tile)",
+             tuple(x[:, :1] for x in _rising(130, 16, seed=64))),
+        Case("cross-attention: N_q=17, N_kv=40, D=16", _qkv(1, 2, 17, 40, 16, seed=65)),
+        Case("causal, B=2, H=1, N=40, D=32", _qkv(2, 1, 40, 40, 32, seed=66), {"causal": True}),
+        Case("causal, N=17, D=16, scale=0.5", _qkv(1, 2, 17, 17, 16, seed=67),
+             {"causal": True, "scale": 0.5}),
+        Case("float16, causal, N=40, D=16", _qkv(1, 2, 40, 40, 16, seed=68, dtype=torch.float16),
+             {"causal": True}),
+    ]
+    run_checker("flash_attention_forward_triton", fn, cases, _Expected, _triton_mutants(),
+                compare=_compare_triton)

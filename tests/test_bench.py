@@ -104,3 +104,12 @@ def test_attention_suite_causal_skips_the_lab_tiling(capsys):
                        "--target-n", "0"]) == 0
     out = capsys.readouterr().out
     assert "/ 2 (causal" in out and "no causal mask" in out and "CPU target" not in out
+
+
+def test_linsys_suite_quick(capsys):
+    assert bench.main(["linsys", "--quick"]) == 0
+    out = capsys.readouterr().out
+    for table in ("blocked LU (labkit)", "LAPACK", "getrow", "Targets"):
+        assert table in out
+    targets = [line for line in out.splitlines() if line.startswith("|") and ("x |" in line or "% |" in line)]
+    assert len(targets) >= 3  # LU ratio(s), sweep speed-up, SOR deviation, each with a measured value

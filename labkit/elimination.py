@@ -8,12 +8,15 @@ The ladder ``lu_factor_loops`` -> ``lu_factor_rows`` -> ``lu_factor_rank1`` -> `
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 from scipy.linalg.blas import dtrsm
+from threadpoolctl import ThreadpoolController
 
 PIVOTING = ("none", "partial", "complete")
 BLOCK = 256  # panel width of the blocked LU
-PANEL_LEAF = 64  # panels this narrow are factored by rank-1 steps, wider ones recursively
+PANEL_LEAF = 16  # panels this narrow are factored by rank-1 steps, wider ones recursively
 SMALL_PANEL = 256 * 256  # ... and so are panels with fewer entries than this
 
 
@@ -222,47 +225,53 @@ def _trsm(T: np.ndarray, B: np.ndarray, lower: bool, unit: bool) -> np.ndarray:
     return X.reshape(B.shape)
 
 
-def _swap_rows(M: np.ndarray, piv: np.ndarray, offset: int = 0) -> None:
-    """Apply the row swaps i <-> piv[i] (i = 0, 1, ...) to M's rows offset + i, all at once."""
-    rows = np.arange(len(piv) + max(0, int(np.max(piv, initial=0)) + 1 - len(piv)))
-    for i, p in enumerate(piv):  # replay the swaps on indices only
-        rows[i], rows[p] = rows[p], rows[i]
-    moved = np.flatnonzero(rows != np.arange(len(rows)))
-    if moved.size:
-        M[offset + moved] = M[offset + rows[moved]]
+_BLAS = None  # threadpoolctl's view of the BLAS libraries numpy and scipy loaded (found once)
 
 
-def _panel_lu(P: np.ndarray, piv: np.ndarray, col0: int) -> None:
-    """Recursive LU with partial pivoting of a tall panel P (m, w), in place; piv gets local rows.
+@contextlib.contextmanager
+def _one_blas_thread():
+    """Run the block with BLAS on one thread, then restore the previous setting.
 
-    Split the columns in halves: factor the left, update the right with a triangular solve and
-    a matrix product, factor the bottom right. Nearly all flops become matrix products.
+    The panel makes hundreds of small BLAS calls; waking BLAS threads for each costs more than it
+    saves (milliseconds per call when other processes hold the cores), so, like LAPACK's own
+    getrf, labkit factors the panel on one thread and threads only the big trailing update.
+    numpy and scipy may each bring their own OpenBLAS: threadpoolctl limits both.
     """
-    m, w = P.shape
-    if w <= PANEL_LEAF or m * w <= SMALL_PANEL:  # small: BLAS calls would cost more than they save
-        _rank1_steps(P, piv, 0, w, w, col0)
+    global _BLAS
+    if _BLAS is None:
+        _BLAS = ThreadpoolController()
+    with _BLAS.limit(limits=1, user_api="blas"):
+        yield
+
+
+def _recursive_lu(lu: np.ndarray, piv: np.ndarray, k0: int, k1: int) -> None:
+    """Toledo's recursive LU of columns k0..k1-1 (rows k0..n-1) of lu, in place, swapping whole rows.
+
+    Columns before k0 are finished, columns from k1 on are left for the caller. Split the
+    columns in halves: factor the left half, U_12 = L_11^{-1} A_12 (triangular solve),
+    A_22 -= L_21 U_12 (matrix product), factor the bottom right. Nearly all flops become
+    matrix products; narrow or small panels use rank-1 steps, cheaper than BLAS calls there.
+    """
+    if k1 - k0 <= PANEL_LEAF or (lu.shape[0] - k0) * (k1 - k0) <= SMALL_PANEL:
+        _rank1_steps(lu, piv, k0, k1, k1)
         return
-    h = w // 2
-    left = np.array(P[:, :h], order="C")
-    _panel_lu(left, piv[:h], col0)
-    P[:, :h] = left
-    _swap_rows(P[:, h:], piv[:h])
-    P[:h, h:] = _trsm(P[:h, :h], P[:h, h:], lower=True, unit=True)
-    right = P[h:, h:] - P[h:, :h] @ P[:h, h:]
-    _panel_lu(right, piv[h:], col0 + h)
-    P[h:, h:] = right
-    _swap_rows(P[h:, :h], piv[h:])
-    piv[h:] += h
+    h = (k0 + k1) // 2
+    _recursive_lu(lu, piv, k0, h)
+    lu[k0:h, h:k1] = _trsm(lu[k0:h, k0:h], lu[k0:h, h:k1], lower=True, unit=True)
+    lu[h:, h:k1] -= lu[h:, k0:h] @ lu[k0:h, h:k1]
+    _recursive_lu(lu, piv, h, k1)
 
 
 def lu_factor(A, block: int = BLOCK):
     """Blocked right-looking LU with partial pivoting: LU of a panel, then BLAS-3 updates.
 
-    For each panel of ``block`` columns: factor the tall panel (recursively, so it too runs on
-    matrix products), U_12 = L_11^{-1} A_12 (triangular solve), A_22 -= L_21 U_12 (one matrix
-    product). The product does almost all the flops while each tile is reused from cache: the
-    same idea as FlashAttention's tiles. Returns (lu, piv) for ``lu_solve`` or
-    ``scipy.linalg.lu_solve``. Introduced in notebook 08.
+    For each panel of ``block`` columns: factor the tall panel A[k:, k:e] with Toledo's
+    recursive LU (so it too runs on matrix products; every pivot swaps whole rows of A at
+    once, so no swaps are replayed later), U_12 = L_11^{-1} A_12 (triangular solve),
+    A_22 -= L_21 U_12 (one matrix product). The product does almost all the flops while each
+    tile is reused from cache: the same idea as FlashAttention's tiles. The panel runs with
+    BLAS on one thread and the trailing update on all of them (see ``_one_blas_thread``).
+    Returns (lu, piv) for ``lu_solve`` or ``scipy.linalg.lu_solve``. Introduced in notebook 08.
     """
     if int(block) < 1:
         raise ValueError(f"block must be a positive integer, got {block}")
@@ -272,12 +281,8 @@ def lu_factor(A, block: int = BLOCK):
     work = np.empty(n * n)  # one buffer for every L_21 @ U_12 product (no fresh allocations)
     for k in range(0, n, block):
         e = min(k + block, n)
-        panel = np.array(lu[k:, k:e], order="C")  # (n-k, nb) copy, factored on its own
-        _panel_lu(panel, piv[k:e], k)
-        lu[k:, k:e] = panel
-        _swap_rows(lu[k:, :k], piv[k:e])  # replay the panel's swaps left and right of it
-        _swap_rows(lu[k:, e:], piv[k:e])
-        piv[k:e] += k
+        with _one_blas_thread():
+            _recursive_lu(lu, piv, k, e)  # (n-k, e-k) panel; rows of lu swapped as pivots are found
         if e < n:
             m = n - e
             lu[k:e, e:] = _trsm(lu[k:e, k:e], lu[k:e, e:], lower=True, unit=True)

@@ -310,3 +310,122 @@ def test_flash_triton_blank_reports_not_implemented(capsys):
         raise NotImplementedError("Exercise 6.1: the loop over K/V tiles")
     check.flash_attention_forward_triton(blank)
     assert "not implemented yet" in capsys.readouterr().out
+
+
+# ------------------------------------------- flash backward mutants (PyTorch, notebook 07)
+
+
+def student_backward(d_term="dO*O", scale_dq=True, scale_dk=True, p_from="lse", mask="right",
+                     transpose_p=True, overwrite=None):
+    """A student's backward: query tiles outer, key tiles inner, float32, one switchable mistake."""
+    def fn(do, q, k, v, o, lse, causal=False, scale=None, block_q=64, block_k=64):
+        B, H, n_q, D = q.shape
+        n_kv = k.shape[2]
+        sc = 1 / math.sqrt(D) if scale is None else scale
+        do32, q32, k32, v32 = do.float(), q.float(), k.float(), v.float()
+        Di = (do32 * o.float()).sum(-1)
+        dq = torch.zeros(B, H, n_q, D)
+        dk = torch.zeros(B, H, n_kv, D)
+        dv = torch.zeros(B, H, n_kv, D)
+
+        def scores(i, tq, j, tk):
+            s = q32[:, :, i:i + tq] @ k32[:, :, j:j + tk].transpose(-1, -2) * sc
+            if causal and mask == "right":
+                r, c = torch.arange(i, i + tq)[:, None], torch.arange(j, j + tk)[None, :]
+                s = s.masked_fill(c > r, -float("inf"))
+            return s
+
+        for i in range(0, n_q, block_q):
+            tq = min(block_q, n_q - i)
+            doi = do32[:, :, i:i + tq]
+            last = i + tq if causal and mask != "none" else n_kv
+            if p_from == "row max":  # a pass over the key tiles for the max, as in the forward
+                m = torch.full((B, H, tq, 1), -float("inf"))
+                for j in range(0, last, block_k):
+                    m = torch.maximum(m, scores(i, tq, j, min(block_k, n_kv - j)).amax(-1, keepdim=True))
+            for j in range(0, last, block_k):
+                tk = min(block_k, n_kv - j)
+                s = scores(i, tq, j, tk)
+                if p_from == "lse":
+                    p = torch.exp(s - lse[:, :, i:i + tq].float().unsqueeze(-1))
+                elif p_from == "tile max":
+                    p = torch.exp(s - s.max(dim=-1, keepdim=True).values)
+                elif p_from == "tile softmax":
+                    p = torch.softmax(s, dim=-1)
+                elif p_from == "row max":
+                    p = torch.exp(s - m)
+                else:
+                    p = torch.exp(s)
+                dvj = p @ doi if not transpose_p else p.transpose(-1, -2) @ doi
+                dp = doi @ v32[:, :, j:j + tk].transpose(-1, -2)
+                if d_term == "dO*O":
+                    ds = p * (dp - Di[:, :, i:i + tq, None])
+                elif d_term == "tile":
+                    ds = p * (dp - (p * dp).sum(-1, keepdim=True))
+                else:
+                    ds = p * dp
+                dqij = ds @ k32[:, :, j:j + tk] * (sc if scale_dq else 1)
+                dkj = ds.transpose(-1, -2) @ q32[:, :, i:i + tq] * (sc if scale_dk else 1)
+                if overwrite == "dq":
+                    dq[:, :, i:i + tq] = dqij
+                else:
+                    dq[:, :, i:i + tq] += dqij
+                if overwrite == "dk dv":
+                    dk[:, :, j:j + tk], dv[:, :, j:j + tk] = dkj, dvj
+                else:
+                    dk[:, :, j:j + tk] += dkj
+                    dv[:, :, j:j + tk] += dvj
+        return dq.to(q.dtype), dk.to(q.dtype), dv.to(q.dtype)
+    return fn
+
+
+BACKWARD_MUTANTS = [
+    ("D term missing: dS = P*dP", student_backward(d_term="none"), "the D term is missing"),
+    ("D from one key tile's rowsum(dP*P)", student_backward(d_term="tile"), "sums over the whole row"),
+    ("scale missing on dQ", student_backward(scale_dq=False), "scale is missing on dQ"),
+    ("scale missing on dK", student_backward(scale_dk=False), "scale is missing on dK"),
+    ("P from each tile's own max", student_backward(p_from="tile max"), "each tile's own max"),
+    ("P from a softmax per key tile", student_backward(p_from="tile softmax"),
+     "softmax over one key tile"),
+    ("P from the row max without the log-sum", student_backward(p_from="row max"), "row max alone"),
+    ("P = exp(S), lse ignored", student_backward(p_from="none"), "exp(S) overflows"),
+    ("causal mask not applied, all tiles visited", student_backward(mask="none"),
+     "causal mask missing in the backward"),
+    ("causal tiles skipped but the diagonal not masked", student_backward(mask="skip only"),
+     "causal mask missing in the backward"),
+    ("dV = P dO", student_backward(transpose_p=False), "dV = Pᵀ dO"),
+    ("dQ overwritten per key tile", student_backward(overwrite="dq"), "dQ_i accumulates"),
+    ("dK, dV overwritten per query tile", student_backward(overwrite="dk dv"),
+     "dK_j and dV_j accumulate"),
+]
+
+
+def test_backward_checker_passes_labkit(capsys):
+    check.flash_attention_backward(attention.flash_attention_backward)
+    check.flash_attention_backward(student_backward())
+    assert capsys.readouterr().out.strip().splitlines() == \
+        ["✔ flash_attention_backward: 7/7 cases passed"] * 2
+
+
+@pytest.mark.parametrize("label, fn, hint", BACKWARD_MUTANTS, ids=[m[0] for m in BACKWARD_MUTANTS])
+def test_backward_checker_names_the_mistake(label, fn, hint):
+    with pytest.raises(AssertionError) as err:
+        check.flash_attention_backward(fn)
+    assert hint in str(err.value).split("hint:")[-1], str(err.value)
+
+
+def test_backward_checker_rejects_wrong_dtype_and_structure():
+    def float32_out(*args, **kwargs):
+        return tuple(g.float() for g in attention.flash_attention_backward(*args, **kwargs))
+    with pytest.raises(AssertionError, match="dtype"):
+        check.flash_attention_backward(float32_out)
+    with pytest.raises(AssertionError, match=r"expected a tuple \(dq, dk, dv\)"):
+        check.flash_attention_backward(lambda *a, **kw: attention.flash_attention_backward(*a, **kw)[0])
+
+
+def test_backward_blank_reports_not_implemented(capsys):
+    def blank(do, q, k, v, o, lse, causal=False, scale=None, block_q=64, block_k=64):
+        raise NotImplementedError("Exercise 7.2: the backward loops")
+    check.flash_attention_backward(blank)
+    assert capsys.readouterr().out.strip() == "✘ flash_attention_backward: not implemented yet " \
+        "(fill in the exercise above, then re-run this cell)"

@@ -29,6 +29,27 @@ except ImportError as err:  # pragma: no cover - exercised on macOS/Windows only
 
 DEVICE: torch.device = torch.device("cuda" if HAS_CUDA else "cpu")
 
+
+def _old_interpreter_warning() -> str:
+    """Triton 3.6's interpreter fails inside numpy >= 2.4 (compiled GPU runs are unaffected)."""
+    if not (HAS_TRITON and INTERPRET):
+        return ""
+    import numpy
+    import triton
+
+    old_triton = tuple(int(p) for p in triton.__version__.split(".")[:2]) < (3, 7)
+    new_numpy = tuple(int(p) for p in numpy.__version__.split(".")[:2]) >= (2, 4)
+    if old_triton and new_numpy:
+        return (f"Triton {triton.__version__}'s interpreter does not work with numpy "
+                f"{numpy.__version__}: on a CPU use the pinned triton (make install), or numpy < 2.4")
+    return ""
+
+
+if _old_interpreter_warning():  # pragma: no cover - only with an unpinned, older triton
+    import warnings
+
+    warnings.warn(_old_interpreter_warning(), RuntimeWarning, stacklevel=2)
+
 TRITON_MISSING = (
     "Triton is not installed on this platform ({}), so the Triton parts of the course "
     "are skipped; everything else works.".format(platform.system())

@@ -336,3 +336,21 @@ def test_triton_checker_reports_blank_kernel_as_not_implemented(capsys):
         return y
     check.softmax_triton(fn)
     assert "not implemented yet" in capsys.readouterr().out
+
+
+def test_on_course_device_moves_arguments_there_and_results_back(monkeypatch):
+    from labkit.check import core
+    seen = []
+
+    def kernel_wrapper(x, scale=None):
+        seen.append((x.device.type, scale.device.type))
+        return x * scale, x
+    monkeypatch.setattr(device, "DEVICE", torch.device("meta"))  # stands in for "cuda"
+    moved = core.on_course_device(kernel_wrapper)
+    with pytest.raises(NotImplementedError):  # meta tensors cannot come back: proves they went
+        moved(torch.ones(2), scale=torch.ones(2))
+    assert seen == [("meta", "meta")]
+    monkeypatch.setattr(device, "DEVICE", torch.device("cpu"))
+    out = core.on_course_device(kernel_wrapper)(torch.ones(2), scale=torch.full((2,), 3.0))
+    assert isinstance(out, tuple) and out[0].tolist() == [3.0, 3.0]
+    assert core.on_course_device(42) == 42  # not a function: run_checker says what it wants

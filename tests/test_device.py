@@ -63,3 +63,14 @@ def test_the_needs_triton_cell_magic_runs_or_skips(monkeypatch, capsys):
     ip.run_cell_magic("needs_triton", "", "never = 1")
     assert "never" not in ip.user_ns
     assert capsys.readouterr().out.strip() == device.TRITON_MISSING
+
+
+@pytest.mark.skipif(not (device.HAS_TRITON and device.INTERPRET), reason="concerns the CPU interpreter")
+def test_old_triton_interpreter_with_new_numpy_is_named(monkeypatch):
+    import numpy
+    import triton
+    monkeypatch.setattr(triton, "__version__", "3.6.0")
+    monkeypatch.setattr(numpy, "__version__", "2.4.6")
+    assert "Triton 3.6.0's interpreter does not work with numpy 2.4.6" in device._old_interpreter_warning()
+    monkeypatch.setattr(numpy, "__version__", "2.3.5")
+    assert device._old_interpreter_warning() == ""

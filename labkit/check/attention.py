@@ -7,7 +7,7 @@ import torch
 
 from labkit import attention as ref
 from labkit.check.core import (Case, Misconception, assert_close, compare_outputs, describe,
-                               run_checker)
+                               on_course_device, run_checker)
 
 # ---------------------------------------------------------------------------- inputs
 
@@ -334,5 +334,5 @@ def flash_attention_forward_triton(fn) -> None:
         Case("float16, causal, N=40, D=16", _qkv(1, 2, 40, 40, 16, seed=68, dtype=torch.float16),
              {"causal": True}),
     ]
-    run_checker("flash_attention_forward_triton", fn, cases, _Expected, _triton_mutants(),
+    run_checker("flash_attention_forward_triton", on_course_device(fn), cases, _Expected, _triton_mutants(),
                 compare=_compare_triton)

@@ -285,6 +285,24 @@ def _diagnose(fn: Callable, out: Any, failing: Case, cases: Sequence[Case],
     return max(candidates, key=score).hint  # max keeps the first of equal scores
 
 
+def on_course_device(fn: Callable) -> Callable:
+    """fn with tensor arguments moved to labkit's device and tensor results moved back to the CPU.
+
+    Triton checkers build their cases on the CPU; a compiled kernel on a GPU needs CUDA tensors.
+    """
+    from labkit.device import DEVICE
+
+    if not callable(fn):
+        return fn  # run_checker explains what it wants
+
+    def moved(*args, **kwargs):
+        to = lambda t: t.to(DEVICE) if isinstance(t, torch.Tensor) else t  # noqa: E731
+        out = fn(*map(to, args), **{k: to(v) for k, v in kwargs.items()})
+        back = lambda t: t.cpu() if isinstance(t, torch.Tensor) else t  # noqa: E731
+        return type(out)(map(back, out)) if isinstance(out, tuple) else back(out)
+    return moved
+
+
 def _diagnose_error(err: BaseException, case: Case, misconceptions: Sequence[Misconception]) -> str:
     """The hint of the first misconception that raises the same error on this case."""
     for m in misconceptions:

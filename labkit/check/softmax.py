@@ -6,7 +6,9 @@ import math
 import torch
 
 from labkit import softmax as ref
-from labkit.check.core import DTYPE_HINT, Case, Misconception, assert_close, run_checker
+from labkit.check.core import (
+    DTYPE_HINT, Case, Misconception, assert_close, on_course_device, run_checker,
+)
 
 # ---------------------------------------------------------------------------- inputs
 
@@ -342,7 +344,7 @@ _MASK_HINT = ("masked lanes must load as -inf (tl.load(..., mask=offs < n_cols, 
 
 def softmax_triton(fn) -> None:
     """Check a fused row-softmax Triton kernel through its host wrapper fn(x) (notebook 02)."""
-    run_checker("softmax_triton", fn, _triton_cases((7, 64, 100)), ref.safe_softmax, [
+    run_checker("softmax_triton", on_course_device(fn), _triton_cases((7, 64, 100)), ref.safe_softmax, [
         Misconception(_MASK_HINT, lambda x: _padded_with_zeros(x)),
         Misconception(_NO_MAX, ref.naive_softmax),
         Misconception(_NOT_NORMALISED, _exp_only),
@@ -355,7 +357,7 @@ def online_softmax_triton(fn) -> None:
     cases = _triton_cases((7, 100, 300))
     cases.insert(3, Case("values rising along a row of 300", (_ascending(2, 300, seed=44),)))
     blocks = (16, 32, 64, 128, 256)
-    run_checker("online_softmax_triton", fn, cases, ref.safe_softmax, [
+    run_checker("online_softmax_triton", on_course_device(fn), cases, ref.safe_softmax, [
         *[Misconception("running sum not rescaled when the max changes: l_i = l_i * exp(m_i - m_new) "
                         "+ sum(exp(x - m_new))",
                         lambda x, b=b: _online_variant(x, -1, b, rescale="none")) for b in blocks],

@@ -17,3 +17,4 @@ from labkit.check.linsys import (  # noqa: F401
 from labkit.check.attention import flash_attention_forward, naive_attention, tiled_attention  # noqa: F401,E501
 from labkit.check.attention import flash_attention_forward_triton  # noqa: F401
 from labkit.check.attention_backward import flash_attention_backward  # noqa: F401
+from labkit.check.attention_backward_triton import flash_attention_backward_triton  # noqa: F401

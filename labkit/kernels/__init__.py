@@ -8,3 +8,4 @@ from labkit import device  # noqa: F401  (first: switches on the interpreter on 
 
 from labkit.kernels.softmax import online_softmax_triton, softmax_triton  # noqa: F401
 from labkit.kernels.flash_forward import flash_attention_forward  # noqa: F401
+from labkit.kernels.flash_backward import flash_attention, flash_attention_backward  # noqa: F401

@@ -94,6 +94,16 @@ def test_attention_suite_at_a_tiny_size(capsys):
     assert "flash-attn" in labels or "flash-attn skipped" in out
     errors = [float(row.split("|")[-2]) for row in rows]
     assert errors and max(errors) < 1e-4  # every provider agrees with the float64 reference
+    # The forward + backward table: gradients through autograd, TFLOP/s from 3.5x the forward's FLOPs.
+    backward = out.split("Attention forward + backward")[1].split("CPU target")[0]
+    assert "3.5 · 4 · B·H · N² · D" in backward
+    bwd_rows = [line for line in backward.splitlines()
+                if line.startswith("|") and line.split("|")[1].strip() in ("32", "64")]
+    bwd_labels = [row.split("|")[2].strip() for row in bwd_rows]
+    for label in ("standard (autograd)", "torch SDPA", "labkit flash_attention (PyTorch)"):
+        assert bwd_labels.count(label) == 2  # measured at both N
+    assert any(label.startswith("Triton flash_attention") for label in bwd_labels) == device.HAS_TRITON
+    assert max(float(row.split("|")[-2]) for row in bwd_rows) < 1e-4  # dq, dk, dv vs float64
     target = [line for line in lines if line.startswith("|") and "ratio" not in line and
               ("SDPA" in line or "block_q" in line) and line.count("|") == 6]
     assert len(target) == 3 and "B·H=8, N=128, D=64" in out

@@ -1,4 +1,4 @@
-"""Attention forward benchmark: the lab's comparison of standard, library and FlashAttention forwards.
+"""Attention benchmark: the lab's comparison of standard, library and FlashAttention, forward and backward.
 
 For every sequence length N, on the same q, k, v of shape (1, B·H, N, D): median forward time,
 TFLOP/s = 4 · B·H · N² · D / time (halved when causal: half the scores are computed), peak
@@ -6,9 +6,13 @@ memory of one call (``bench.peak_memory``) and the largest error against a float
 Providers: standard attention (``attention.naive_attention``), torch SDPA, the flash-attn
 library (CUDA, fp16/bf16, layout (B, N, H, D), when installed), labkit's ``tiled_attention``
 and ``flash_attention_forward`` (PyTorch tiles) and the Triton kernel (on CPU: Triton's
-interpreter, at the smallest N only). A fixed "target" group times labkit's PyTorch flash
-forward against SDPA on CPU at B·H = 8, N = 4096, D = 64, fp32, interleaved in one run.
-Introduced in notebook 06; ``python -m labkit bench attention [--save]``.
+interpreter, at the smallest N only). A second table times forward + backward (o.backward(dO))
+through autograd for standard attention, SDPA, flash-attn, ``attention.flash_attention`` and
+``kernels.flash_attention``, with TFLOP/s = 3.5 · 4 · B·H · N² · D / time: the backward's
+10 · N² · D FLOPs per (b, h) counted as 2.5x the forward's, as FlashAttention-2's paper does.
+A fixed "target" group times labkit's PyTorch flash forward against SDPA on CPU at B·H = 8,
+N = 4096, D = 64, fp32, interleaved in one run.
+Introduced in notebooks 06 and 07; ``python -m labkit bench attention [--save]``.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import torch.nn.functional as F
 from labkit import attention, device
 from labkit.bench import peak_memory, print_table, progress, time_fn
 from labkit.bench.softmax import _int_list
+from labkit.kernels import flash_attention as triton_flash_attention
 from labkit.kernels import flash_attention_forward as triton_forward
 from labkit.kernels.flash_forward import block_sizes
 
@@ -85,8 +90,97 @@ def _providers(dtype: torch.dtype, causal: bool, notes: list[str]):
     ]
 
 
-def _tflops(bh: int, n: int, d: int, causal: bool, seconds: float) -> float:
-    return 4 * bh * n * n * d * (0.5 if causal else 1.0) / seconds / 1e12
+def _tflops(bh: int, n: int, d: int, causal: bool, seconds: float, factor: float = 1.0) -> float:
+    """factor · 4 · B·H · N² · D (halved when causal) / seconds in TFLOP/s; 3.5: forward + backward."""
+    return factor * 4 * bh * n * n * d * (0.5 if causal else 1.0) / seconds / 1e12
+
+
+FWD_BWD_FACTOR = 3.5  # forward 4·N²·D + backward 10·N²·D (2.5x the forward), per (b, h)
+
+
+def _grad_providers(dtype: torch.dtype, causal: bool):
+    """(label, fn(q, k, v) -> o through autograd, or None when unsupported, runs Triton)."""
+    fa, _ = _flash_attn_func()
+    if dtype not in (torch.float16, torch.bfloat16):
+        fa = None
+
+    def flash_attn(q, k, v):
+        return fa(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), causal=causal).transpose(1, 2)
+    return [
+        ("standard (autograd)", lambda q, k, v: attention.naive_attention(q, k, v, causal), False),
+        ("torch SDPA", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal), False),
+        ("flash-attn", flash_attn if fa is not None else lambda q, k, v: None, False),
+        ("labkit flash_attention (PyTorch)", lambda q, k, v: attention.flash_attention(q, k, v, causal),
+         False),
+        ("Triton flash_attention" + (" (interpreter)" if device.INTERPRET else ""),
+         lambda q, k, v: triton_flash_attention(q, k, v, causal), True),
+    ]
+
+
+def _forward_backward(fn, q, k, v, do):
+    """o = fn(q, k, v); o.backward(do); (dq, dk, dv), or None when fn does not support the case."""
+    for t in (q, k, v):
+        t.grad = None
+    o = fn(q, k, v)
+    if o is None:
+        return None
+    o.backward(do)
+    return q.grad, k.grad, v.grad
+
+
+def _sweep_backward(args, ns, bh, d, dtype, causal, notes) -> str:
+    """Forward + backward time, TFLOP/s, peak memory and gradient error for every provider and N."""
+    providers = _grad_providers(dtype, causal)
+    rep, rows, spent = max(args.rep, 1), [], 0.0
+    total, done = len(ns) * len(providers), 0
+    for n in ns:
+        q, k, v = _inputs(bh, n, d, dtype, device.DEVICE, seed=2)
+        do = _inputs(bh, n, d, dtype, device.DEVICE, seed=3)[0]  # the upstream gradient dO
+        leaves64 = [t.detach().double().requires_grad_() for t in (q, k, v)]
+        ref64 = _forward_backward(lambda q, k, v: attention.naive_attention(q, k, v, causal), *leaves64,
+                                  do.double())
+        q, k, v = (t.requires_grad_() for t in (q, k, v))
+        for label, fn, is_triton in providers:
+            done += 1
+            progress(done, total, f"N {n}: {label}, forward + backward")
+            if is_triton and (not device.HAS_TRITON or (device.INTERPRET and dtype == torch.bfloat16)):
+                continue
+            if is_triton and device.INTERPRET and n != min(ns):
+                continue
+            t0 = time.perf_counter()
+            grads = _forward_backward(fn, q, k, v, do)  # checked call and warm-up
+            if grads is None:
+                continue
+            if device.HAS_CUDA:
+                torch.cuda.synchronize()
+            once = time.perf_counter() - t0
+            err = max((g.double() - r).abs().max().item() for g, r in zip(grads, ref64))
+            reps, warmup = rep, 2
+            if is_triton and device.INTERPRET:
+                reps, warmup = min(rep, 3), 0
+                if spent + (reps + 1) * once > INTERPRETER_BUDGET_S:
+                    notes.append(f"{label} forward + backward skipped at N={n}: it would need about "
+                                 f"{(reps + 1) * once:.0f} s, more than the "
+                                 f"{INTERPRETER_BUDGET_S:.0f} s budget.")
+                    continue
+                spent += (reps + 1) * once
+            seconds = time_fn(lambda: _forward_backward(fn, q, k, v, do), warmup=warmup, rep=reps)
+            peak = None if is_triton and device.INTERPRET else \
+                peak_memory(lambda: _forward_backward(fn, q, k, v, do))
+            rows.append([n, label, seconds * 1e3, _tflops(bh, n, d, causal, seconds, FWD_BWD_FACTOR),
+                         None if peak is None else peak / MiB, err])
+    if device.INTERPRET and device.HAS_TRITON and len(ns) > 1 and dtype != torch.bfloat16:
+        notes.append(f"Triton flash_attention (interpreter) forward + backward measured at N={min(ns)} "
+                     "only, as the forward; its memory is not measured.")
+    where = "GPU" if device.HAS_CUDA else f"CPU (torch threads: {torch.get_num_threads()})"
+    title = (f"Attention forward + backward (o.backward(dO) through autograd), q, k, v "
+             f"(B·H={bh}, N, D={d}), {str(dtype).replace('torch.', '')}"
+             f"{', causal' if causal else ''}, on {where}\n"
+             f"TFLOP/s = 3.5 · 4 · B·H · N² · D{' / 2' if causal else ''} / median time (forward 4·N²·D "
+             f"plus backward 10·N²·D = 2.5x the forward, FlashAttention-2's count); peak = memory of "
+             f"one forward + backward above the inputs (MiB; CPU: rise of peak RSS, coarse); "
+             f"error = max over dq, dk, dv of |grad - float64 autograd reference|.")
+    return print_table(title, ["N", "provider", "time (ms)", "TFLOP/s", "peak (MiB)", "max error"], rows)
 
 
 def _inputs(bh: int, n: int, d: int, dtype: torch.dtype, dev, seed: int = 0):
@@ -181,7 +275,10 @@ def _target(args, notes) -> str:
 
 
 def run(args: argparse.Namespace) -> str:
-    """Sweep N over every provider, then the CPU target group; print and return the tables."""
+    """Sweep N over every provider (forward, then forward + backward), then the CPU target group.
+
+    Prints the tables and returns their text.
+    """
     if args.threads is not None:
         torch.set_num_threads(max(args.threads, 1))
     dtype = DTYPES[args.dtype] if args.dtype else (torch.float16 if device.HAS_CUDA else torch.float32)
@@ -190,6 +287,8 @@ def run(args: argparse.Namespace) -> str:
     d = args.d or device.PROFILE.head_dim
     notes: list[str] = []
     text = _sweep(args, ns, bh, d, dtype, args.causal, notes)
+    print()
+    text += "\n\n" + _sweep_backward(args, ns, bh, d, dtype, args.causal, notes)
     if args.target_n > 0:
         print()
         text += "\n\n" + _target(args, notes)

@@ -123,3 +123,11 @@ def test_linsys_suite_quick(capsys):
         assert table in out
     targets = [line for line in out.splitlines() if line.startswith("|") and ("x |" in line or "% |" in line)]
     assert len(targets) >= 3  # LU ratio(s), sweep speed-up, SOR deviation, each with a measured value
+
+
+@pytest.mark.skipif(bench.peak_memory(lambda: None) is None, reason="no peak-memory measurement here")
+def test_peak_memory_fresh_sees_an_allocation_of_known_size():
+    setup = "x = torch.ones(16, 2**20)"  # the input: allocated before the measurement starts
+    mib = bench.peak_memory_fresh(setup, "(x * 2).sum()") / 2**20  # one temporary of 64 MiB
+    assert 60 < mib < 80, mib
+    assert bench.peak_memory_fresh(setup, "x.sum()") / 2**20 < 8  # no temporary

@@ -9,6 +9,7 @@ Introduced in notebook 02.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import datetime as _dt
 import importlib
 import importlib.util
@@ -17,6 +18,7 @@ import os
 import platform
 import re
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -75,12 +77,35 @@ def _vm_kib(field: str) -> int:
     return int(match.group(1))
 
 
+MMAP_THRESHOLD = 256 * 1024  # bytes: larger blocks get their own pages, returned when freed
+
+
+def _pin_mmap_threshold() -> None:
+    """Make glibc map every block of MMAP_THRESHOLD bytes or more and unmap it when freed.
+
+    glibc otherwise raises its threshold as large blocks are freed and then reuses them inside
+    its heap, so a later allocation never shows in the resident size. Once pinned, the peak
+    RSS follows the peak of live tensors (to within blocks smaller than the threshold).
+    """
+    global _PINNED
+    if not _PINNED:
+        _PINNED = True
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            libc.mallopt(-3, MMAP_THRESHOLD)  # -3: M_MMAP_THRESHOLD (fixing it ends the adjustment)
+        except (OSError, AttributeError):  # not glibc: the measurement stays approximate
+            pass
+
+
+_PINNED = False
+
+
 def peak_memory(fn: Callable[[], Any]) -> int | None:
     """Bytes ``fn()`` needs above what was allocated before it: the CUDA allocator's peak on a GPU.
 
     On Linux CPUs it is the rise of the process's peak resident memory (VmHWM, reset through
-    /proc/self/clear_refs): approximate, as memory the allocator reuses is not counted.
-    Elsewhere, or when that is not permitted, None.
+    /proc/self/clear_refs), with glibc's mmap threshold pinned so that freed tensors leave the
+    resident set (blocks under 256 KiB are not seen). Elsewhere, or when not permitted, None.
     """
     if device.HAS_CUDA:
         torch.cuda.synchronize()
@@ -89,6 +114,7 @@ def peak_memory(fn: Callable[[], Any]) -> int | None:
         fn()
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - before
+    _pin_mmap_threshold()
     try:
         Path("/proc/self/clear_refs").write_text("5")  # 5: reset the peak RSS to the current RSS
         before = _vm_kib("VmRSS")
@@ -97,6 +123,22 @@ def peak_memory(fn: Callable[[], Any]) -> int | None:
         return None
     fn()
     return max(_vm_kib("VmHWM") - before, 0) * 1024
+
+
+def peak_memory_fresh(setup: str, stmt: str, timeout: float = 300) -> int | None:
+    """peak_memory of ``stmt`` run in a new Python process after ``setup`` (both Python source).
+
+    A long-lived process (a notebook) keeps freed memory for reuse, which hides later
+    allocations from the resident-size measurement; a fresh process starts clean. None where
+    peak_memory gives None.
+    """
+    code = (f"import labkit, torch\nfrom labkit import bench\n{setup}\n"
+            f"print(bench.peak_memory(lambda: ({stmt})))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"peak_memory_fresh: the measurement failed:\n{done.stderr[-2000:]}")
+    value = done.stdout.strip().splitlines()[-1]
+    return None if value == "None" else int(value)
 
 
 def format_value(value: Any) -> str:

@@ -9,6 +9,7 @@ Introduced in notebook 02.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import datetime as _dt
 import importlib
@@ -77,35 +78,40 @@ def _vm_kib(field: str) -> int:
     return int(match.group(1))
 
 
-MMAP_THRESHOLD = 256 * 1024  # bytes: larger blocks get their own pages, returned when freed
+MMAP_THRESHOLD = 256 * 1024  # bytes: while measuring, larger blocks get pages returned when freed
 
 
-def _pin_mmap_threshold() -> None:
-    """Make glibc map every block of MMAP_THRESHOLD bytes or more and unmap it when freed.
+def _mallopt(threshold: int, trim: int) -> None:
+    """Set glibc's mmap and trim thresholds (no-op where the C library is not glibc)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, threshold)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, trim)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
 
-    glibc otherwise raises its threshold as large blocks are freed and then reuses them inside
-    its heap, so a later allocation never shows in the resident size. Once pinned, the peak
-    RSS follows the peak of live tensors (to within blocks smaller than the threshold).
+
+@contextlib.contextmanager
+def _freed_memory_leaves_rss():
+    """While measuring, map every block of MMAP_THRESHOLD bytes or more and unmap it when freed.
+
+    glibc otherwise keeps freed blocks in its heap and reuses them, so a later allocation never
+    shows in the resident size. Afterwards the thresholds go to the values glibc's own
+    adjustment reaches (32 MiB mmap, 64 MiB trim), so later computation is not slowed by page faults.
     """
-    global _PINNED
-    if not _PINNED:
-        _PINNED = True
-        try:
-            libc = ctypes.CDLL("libc.so.6")
-            libc.mallopt(-3, MMAP_THRESHOLD)  # -3: M_MMAP_THRESHOLD (fixing it ends the adjustment)
-        except (OSError, AttributeError):  # not glibc: the measurement stays approximate
-            pass
-
-
-_PINNED = False
+    _mallopt(MMAP_THRESHOLD, MMAP_THRESHOLD)
+    try:
+        yield
+    finally:
+        _mallopt(32 * 2**20, 64 * 2**20)
 
 
 def peak_memory(fn: Callable[[], Any]) -> int | None:
     """Bytes ``fn()`` needs above what was allocated before it: the CUDA allocator's peak on a GPU.
 
     On Linux CPUs it is the rise of the process's peak resident memory (VmHWM, reset through
-    /proc/self/clear_refs), with glibc's mmap threshold pinned so that freed tensors leave the
-    resident set (blocks under 256 KiB are not seen). Elsewhere, or when not permitted, None.
+    /proc/self/clear_refs), with glibc's mmap threshold lowered while it runs so that freed tensors
+    leave the resident set (blocks under 256 KiB are not seen). Elsewhere, or when not permitted, None.
     """
     if device.HAS_CUDA:
         torch.cuda.synchronize()
@@ -114,15 +120,15 @@ def peak_memory(fn: Callable[[], Any]) -> int | None:
         fn()
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - before
-    _pin_mmap_threshold()
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # 5: reset the peak RSS to the current RSS
-        before = _vm_kib("VmRSS")
-    except OSError:
+    with _freed_memory_leaves_rss():
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # 5: reset the peak RSS to the current RSS
+            before = _vm_kib("VmRSS")
+        except OSError:
+            fn()
+            return None
         fn()
-        return None
-    fn()
-    return max(_vm_kib("VmHWM") - before, 0) * 1024
+        return max(_vm_kib("VmHWM") - before, 0) * 1024
 
 
 def peak_memory_fresh(setup: str, stmt: str, timeout: float = 300) -> int | None:

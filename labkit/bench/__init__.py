@@ -81,12 +81,17 @@ def _vm_kib(field: str) -> int:
 MMAP_THRESHOLD = 256 * 1024  # bytes: while measuring, larger blocks get pages returned when freed
 
 
-def _mallopt(threshold: int, trim: int) -> None:
-    """Set glibc's mmap and trim thresholds (no-op where the C library is not glibc)."""
+def _mallopt(threshold: int, trim: int, release: bool = False) -> None:
+    """Set glibc's mmap and trim thresholds; with release, hand free heap pages back to the kernel.
+
+    A no-op where the C library is not glibc.
+    """
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-3, threshold)  # M_MMAP_THRESHOLD
         libc.mallopt(-1, trim)  # M_TRIM_THRESHOLD
+        if release:
+            libc.malloc_trim(0)  # reused heap chunks must then fault in fresh pages: counted
     except (OSError, AttributeError):
         pass
 
@@ -96,10 +101,10 @@ def _freed_memory_leaves_rss():
     """While measuring, map every block of MMAP_THRESHOLD bytes or more and unmap it when freed.
 
     glibc otherwise keeps freed blocks in its heap and reuses them, so a later allocation never
-    shows in the resident size. Afterwards the thresholds go to the values glibc's own
+    shows in the resident size; free heap pages are also handed back first (malloc_trim). Afterwards the thresholds go to the values glibc's own
     adjustment reaches (32 MiB mmap, 64 MiB trim), so later computation is not slowed by page faults.
     """
-    _mallopt(MMAP_THRESHOLD, MMAP_THRESHOLD)
+    _mallopt(MMAP_THRESHOLD, MMAP_THRESHOLD, release=True)
     try:
         yield
     finally:

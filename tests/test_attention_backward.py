@@ -7,45 +7,17 @@ import torch.nn.functional as F
 import labkit  # noqa: F401  (device switch first)
 from labkit import attention
 from labkit.check import assert_close
-from attention_inputs import make_qkv, ref64
+from attention_inputs import grads64, judge_grads, make_do, make_qkv
 
 NS = (1, 17, 64, 100)
 DS = (16, 32, 64, 128)
 BLOCKS = {"block_q": 16, "block_k": 32}  # neither divides 17 or 100
-
-
-def upstream(q, seed=0):
-    """A deterministic upstream gradient dO shaped like the output (q's shape and dtype)."""
-    g = torch.Generator().manual_seed(1000 + seed)
-    return torch.randn(q.shape, generator=g, dtype=torch.float64).to(q.device, q.dtype)
-
-
-def autograd64(do, q, k, v, causal=False, scale=None):
-    """(dq, dk, dv) in float64: autograd through the float64 reference ref64."""
-    q, k, v = (x.detach().to(torch.float64).requires_grad_() for x in (q, k, v))
-    o, _ = ref64(q, k, v, causal, scale)
-    return torch.autograd.grad(o, (q, k, v), do.to(torch.float64))
-
-
-def plain_grads(do, q, k, v, causal=False):
-    """(dq, dk, dv) by autograd through plain attention in the inputs' own dtype (the fp16 baseline)."""
-    q, k, v = (x.detach().clone().requires_grad_() for x in (q, k, v))
-    return torch.autograd.grad(attention.naive_attention(q, k, v, causal), (q, k, v), do)
+DO_SEED = 1000  # upstream gradients dO are drawn from seeds DO_SEED + ...
 
 
 def flash_grads(do, q, k, v, causal=False, scale=None, **blocks):
     o, lse = attention.flash_attention_forward(q, k, v, causal, scale, **blocks)
     return attention.flash_attention_backward(do, q, k, v, o, lse, causal, scale, **blocks)
-
-
-def judge(grads, do, q, k, v, causal=False):
-    """fp32/fp64 by the tolerance table; fp16 against plain same-dtype autograd as baseline."""
-    expected = autograd64(do, q, k, v, causal)
-    baseline = plain_grads(do, q, k, v, causal) if q.dtype == torch.float16 else (None,) * 3
-    assert len(grads) == 3
-    for name, g, e, b, x in zip(("dq", "dk", "dv"), grads, expected, baseline, (q, k, v)):
-        assert g.dtype == x.dtype and g.shape == x.shape, (name, g.dtype, g.shape)
-        assert_close(g, e, baseline=b, what=name)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
@@ -54,23 +26,23 @@ def judge(grads, do, q, k, v, causal=False):
 @pytest.mark.parametrize("D", DS)
 def test_flash_backward(dtype, causal, n, D):
     q, k, v = make_qkv(1, 2, n, n, D, dtype, seed=5 * n + D)
-    do = upstream(q, seed=n)
-    judge(flash_grads(do, q, k, v, causal, **BLOCKS), do, q, k, v, causal)
+    do = make_do(q, seed=DO_SEED + n)
+    judge_grads(flash_grads(do, q, k, v, causal, **BLOCKS), do, q, k, v, causal)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("n_q, n_kv", [(1, 100), (17, 64), (100, 17), (64, 1)])
 def test_flash_backward_cross_attention(dtype, n_q, n_kv):
     q, k, v = make_qkv(2, 2, n_q, n_kv, 32, dtype, seed=n_q + n_kv)
-    do = upstream(q)
-    judge(flash_grads(do, q, k, v, block_q=16, block_k=16), do, q, k, v)
+    do = make_do(q, seed=DO_SEED)
+    judge_grads(flash_grads(do, q, k, v, block_q=16, block_k=16), do, q, k, v)
 
 
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("n", NS)
 def test_flash_backward_float64_matches_sdpa_autograd(causal, n):
     q, k, v = (x.requires_grad_() for x in make_qkv(2, 2, n, n, 32, torch.float64, seed=n))
-    do = upstream(q, seed=n)
+    do = make_do(q, seed=DO_SEED + n)
     expected = torch.autograd.grad(F.scaled_dot_product_attention(q, k, v, is_causal=causal),
                                    (q, k, v), do)
     grads = flash_grads(do, q.detach(), k.detach(), v.detach(), causal, block_q=7, block_k=5)
@@ -83,9 +55,9 @@ def test_flash_backward_float64_matches_sdpa_autograd(causal, n):
 @pytest.mark.parametrize("D", [16, 64])
 def test_recompute_backward_float64(causal, n, D):
     q, k, v = make_qkv(2, 2, n, n, D, torch.float64, seed=n * D)
-    do = upstream(q, seed=D)
+    do = make_do(q, seed=DO_SEED + D)
     grads = attention.recompute_attention_backward(do, q, k, v, causal, block_q=16)
-    for name, g, e in zip(("dq", "dk", "dv"), grads, autograd64(do, q, k, v, causal)):
+    for name, g, e in zip(("dq", "dk", "dv"), grads, grads64(do, q, k, v, causal)):
         assert_close(g, e, what=name)
 
 
@@ -93,14 +65,14 @@ def test_recompute_backward_float64(causal, n, D):
 @pytest.mark.parametrize("causal, n_q, n_kv", [(False, 17, 64), (False, 100, 1), (True, 100, 100)])
 def test_recompute_backward_dtypes(dtype, causal, n_q, n_kv):
     q, k, v = make_qkv(1, 2, n_q, n_kv, 32, dtype, seed=n_q)
-    do = upstream(q)
-    judge(attention.recompute_attention_backward(do, q, k, v, causal, block_q=32), do, q, k, v, causal)
+    do = make_do(q, seed=DO_SEED)
+    judge_grads(attention.recompute_attention_backward(do, q, k, v, causal, block_q=32), do, q, k, v, causal)
 
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_flash_and_recompute_agree_for_every_block_size(causal):
     q, k, v = make_qkv(2, 2, 50, 50, 16, torch.float64, seed=11)
-    do = upstream(q)
+    do = make_do(q, seed=DO_SEED)
     expected = attention.recompute_attention_backward(do, q, k, v, causal)
     for block_q, block_k in [(1, 7), (7, 1), (16, 16), (17, 33), (64, 32), (128, 128)]:
         grads = flash_grads(do, q, k, v, causal, block_q=block_q, block_k=block_k)
@@ -113,7 +85,7 @@ def test_flash_and_recompute_agree_for_every_block_size(causal):
 
 def test_scale_argument():
     q, k, v = (x.requires_grad_() for x in make_qkv(1, 2, 33, 33, 16, torch.float64, seed=5))
-    do = upstream(q)
+    do = make_do(q, seed=DO_SEED)
     expected = torch.autograd.grad(
         F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.7), (q, k, v), do)
     q, k, v = q.detach(), k.detach(), v.detach()
@@ -130,8 +102,8 @@ def test_scale_argument():
 def test_the_labs_case(n, causal):
     """The lab's check: float64, (B, H, N, D) = (2, 4, 512, 32), tiles of 32, against autograd."""
     q, k, v = make_qkv(2, 4, n, n, 32, torch.float64, seed=n)
-    do = upstream(q, seed=n)
-    expected = autograd64(do, q, k, v, causal)
+    do = make_do(q, seed=DO_SEED + n)
+    expected = grads64(do, q, k, v, causal)
     tiles = {"block_q": 32, "block_k": 32}
     q_, k_, v_ = (x.clone().requires_grad_() for x in (q, k, v))
     attention.flash_attention(q_, k_, v_, causal, None, **tiles).backward(do)
@@ -158,19 +130,19 @@ def test_flash_attention_defaults_match_naive_and_keep_dtype():
     o = attention.flash_attention(q, k, v, causal=True)
     assert_close(o, attention.naive_attention(q, k, v, causal=True))
     o.sum().backward()  # an expanded (stride-0) upstream gradient
-    judge((q.grad, k.grad, v.grad), torch.ones_like(o), q.detach(), k.detach(), v.detach(), True)
+    judge_grads((q.grad, k.grad, v.grad), torch.ones_like(o), q.detach(), k.detach(), v.detach(), True)
     h = [x.detach().half().requires_grad_() for x in (q, k, v)]
-    attention.flash_attention(*h).backward(upstream(h[0]))
+    attention.flash_attention(*h).backward(make_do(h[0], seed=DO_SEED))
     assert all(x.grad.dtype == torch.float16 for x in h)
 
 
 def test_gradient_for_some_inputs_only():
     q, k, v = make_qkv(1, 2, 20, 20, 16, torch.float64, seed=8)
     v.requires_grad_()
-    do = upstream(q)
+    do = make_do(q, seed=DO_SEED)
     attention.flash_attention(q, k, v, causal=True).backward(do)
     assert q.grad is None and k.grad is None
-    assert_close(v.grad, autograd64(do, q, k, v, True)[2], what="dv")
+    assert_close(v.grad, grads64(do, q, k, v, True)[2], what="dv")
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
@@ -191,17 +163,17 @@ def test_saves_only_q_k_v_o_lse(dtype):
 
 def test_non_contiguous_inputs():
     q, k, v = make_qkv(2, 3, 50, 50, 32, torch.float32, seed=4, bnhd=True)
-    do = upstream(q).transpose(1, 2).contiguous().transpose(1, 2)
+    do = make_do(q, seed=DO_SEED).transpose(1, 2).contiguous().transpose(1, 2)
     assert not q.is_contiguous() and not do.is_contiguous()
     for causal in (False, True):
-        judge(flash_grads(do, q, k, v, causal, block_q=16, block_k=16), do, q, k, v, causal)
-        judge(attention.recompute_attention_backward(do, q, k, v, causal, block_q=16), do, q, k,
+        judge_grads(flash_grads(do, q, k, v, causal, block_q=16, block_k=16), do, q, k, v, causal)
+        judge_grads(attention.recompute_attention_backward(do, q, k, v, causal, block_q=16), do, q, k,
               v, causal)
 
 
 def test_inputs_are_not_modified():
     q, k, v = make_qkv(1, 2, 40, 40, 16, torch.float32, seed=9)
-    do = upstream(q)
+    do = make_do(q, seed=DO_SEED)
     o, lse = attention.flash_attention_forward(q, k, v, causal=True)
     copies = [x.clone() for x in (do, q, k, v, o, lse)]
     attention.flash_attention_backward(do, q, k, v, o, lse, True, block_q=16, block_k=16)
@@ -222,7 +194,7 @@ def test_backward_names_live_in_labkit_attention():
 
 def bad_saved():
     q, k, v = make_qkv(1, 2, 8, 8, 16)
-    do = upstream(q)
+    do = make_do(q, seed=DO_SEED)
     o, lse = attention.flash_attention_forward(q, k, v)
     return [
         ("do wrong shape", (do[:, :, :5], q, k, v, o, lse), "do must have shape"),
@@ -247,9 +219,9 @@ def test_bad_inputs_raise_value_error(label, args, words):
 def test_recompute_bad_inputs():
     q, k, v = make_qkv(1, 2, 8, 8, 16)
     with pytest.raises(ValueError, match="do must have shape"):
-        attention.recompute_attention_backward(upstream(q)[:, :1], q, k, v)
+        attention.recompute_attention_backward(make_do(q, seed=DO_SEED)[:, :1], q, k, v)
     with pytest.raises(ValueError, match="block_q"):
-        attention.recompute_attention_backward(upstream(q), q, k, v, block_q=0)
+        attention.recompute_attention_backward(make_do(q, seed=DO_SEED), q, k, v, block_q=0)
 
 
 @pytest.mark.parametrize("blocks", [(0, 64), (64, -1), (16.5, 16), (True, 16)])
@@ -257,7 +229,7 @@ def test_bad_block_sizes(blocks):
     q, k, v = make_qkv(1, 2, 8, 8, 16)
     o, lse = attention.flash_attention_forward(q, k, v)
     with pytest.raises(ValueError, match="block_"):
-        attention.flash_attention_backward(upstream(q), q, k, v, o, lse, block_q=blocks[0],
+        attention.flash_attention_backward(make_do(q, seed=DO_SEED), q, k, v, o, lse, block_q=blocks[0],
                                            block_k=blocks[1])
     with pytest.raises(ValueError, match="block_"):
         attention.flash_attention(q, k, v, block_q=blocks[0], block_k=blocks[1])
@@ -266,8 +238,8 @@ def test_bad_block_sizes(blocks):
 def test_causal_needs_square():
     q, k, v = make_qkv(1, 2, 8, 12, 16)
     o, lse = attention.flash_attention_forward(q, k, v)
-    for call in (lambda: attention.flash_attention_backward(upstream(q), q, k, v, o, lse, True),
-                 lambda: attention.recompute_attention_backward(upstream(q), q, k, v, True),
+    for call in (lambda: attention.flash_attention_backward(make_do(q, seed=DO_SEED), q, k, v, o, lse, True),
+                 lambda: attention.recompute_attention_backward(make_do(q, seed=DO_SEED), q, k, v, True),
                  lambda: attention.flash_attention(q, k, v, True)):
         with pytest.raises(ValueError, match="N_q == N_kv"):
             call()

@@ -8,41 +8,16 @@ from labkit import attention, device
 from labkit.check import assert_close
 from labkit.kernels import flash_attention, flash_attention_backward, flash_attention_forward
 from labkit.kernels.flash_forward import DTYPES, HEAD_DIMS
-from attention_inputs import make_qkv, ref64
+from attention_inputs import grads64, judge_grads, make_do, make_qkv, ref64
 
 NS = (1, 17, 100)
 DS = (16, 32, 64, 128)
-
-
-def make_do(q, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(q.shape, generator=g, dtype=torch.float64).to(q.device, q.dtype)
 
 
 def saved(q, k, v, causal=False, scale=None):
     """o (input dtype) and lse (float32) as the forward saves them, from the float64 oracle."""
     o, lse = ref64(q, k, v, causal, scale)
     return o.to(q.dtype), lse.float()
-
-
-def autograd_grads(do, q, k, v, causal=False, scale=None, dtype=None):
-    """(dq, dk, dv) by autograd through attention in `dtype`: float64 is the oracle, q's dtype the plain baseline."""
-    leaves = [x.detach().to(dtype or x.dtype).requires_grad_() for x in (q, k, v)]
-    if leaves[0].dtype == torch.float64:
-        o = ref64(*leaves, causal, scale)[0]
-    else:
-        o = attention.naive_attention(*leaves, causal, scale)
-    return torch.autograd.grad(o, leaves, do.to(o.dtype))
-
-
-def judge(grads, do, q, k, v, causal=False, scale=None):
-    expected = autograd_grads(do, q, k, v, causal, scale, torch.float64)
-    # Plain same-dtype autograd sets the bar for fp16/bf16 (labkit.check's low-precision rule).
-    baseline = autograd_grads(do, q, k, v, causal, scale) if q.dtype != torch.float32 else (None,) * 3
-    assert isinstance(grads, tuple) and len(grads) == 3
-    for name, g, x, e, b in zip(("dq", "dk", "dv"), grads, (q, k, v), expected, baseline):
-        assert g.dtype == x.dtype and g.shape == x.shape, name
-        assert_close(g, e, baseline=b, what=name)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
@@ -52,7 +27,7 @@ def judge(grads, do, q, k, v, causal=False, scale=None):
 def test_backward(dtype, causal, n, D):
     q, k, v = make_qkv(1, 1, n, n, D, dtype, seed=n * D)
     do = make_do(q)
-    judge(flash_attention_backward(do, q, k, v, *saved(q, k, v, causal), causal=causal),
+    judge_grads(flash_attention_backward(do, q, k, v, *saved(q, k, v, causal), causal=causal),
           do, q, k, v, causal)
 
 
@@ -61,7 +36,7 @@ def test_backward(dtype, causal, n, D):
 def test_backward_cross_attention(dtype, n_q, n_kv):
     q, k, v = make_qkv(2, 1, n_q, n_kv, 32, dtype, seed=n_q + n_kv)
     do = make_do(q)
-    judge(flash_attention_backward(do, q, k, v, *saved(q, k, v)), do, q, k, v)
+    judge_grads(flash_attention_backward(do, q, k, v, *saved(q, k, v)), do, q, k, v)
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -69,7 +44,7 @@ def test_backward_bfloat16(causal):
     # The interpreter does bf16 dots in fp32 (bf16 values are exact there); a GPU does them natively.
     q, k, v = make_qkv(1, 2, 100, 100, 32, torch.bfloat16, seed=16)
     do = make_do(q)
-    judge(flash_attention_backward(do, q, k, v, *saved(q, k, v, causal), causal=causal),
+    judge_grads(flash_attention_backward(do, q, k, v, *saved(q, k, v, causal), causal=causal),
           do, q, k, v, causal)
 
 
@@ -78,7 +53,7 @@ def test_backward_long_ragged_sequence():
     q, k, v = make_qkv(1, 1, 300, 300, 16, torch.float32, seed=300)
     do = make_do(q)
     for causal in (False, True):
-        judge(flash_attention_backward(do, q, k, v, *saved(q, k, v, causal), causal=causal),
+        judge_grads(flash_attention_backward(do, q, k, v, *saved(q, k, v, causal), causal=causal),
               do, q, k, v, causal)
 
 
@@ -87,7 +62,7 @@ def test_backward_scale_argument():
     do = make_do(q)
     for causal in (False, True):
         grads = flash_attention_backward(do, q, k, v, *saved(q, k, v, causal, 0.3), causal, 0.3)
-        judge(grads, do, q, k, v, causal, 0.3)
+        judge_grads(grads, do, q, k, v, causal, 0.3)
 
 
 def test_backward_uses_the_forward_outputs_and_is_deterministic():
@@ -95,7 +70,7 @@ def test_backward_uses_the_forward_outputs_and_is_deterministic():
     do = make_do(q)
     o, lse = flash_attention_forward(q, k, v, causal=True)
     first = flash_attention_backward(do, q, k, v, o, lse, causal=True)
-    judge(first, do, q, k, v, True)
+    judge_grads(first, do, q, k, v, True)
     again = flash_attention_backward(do, q, k, v, o, lse, causal=True)
     assert all(torch.equal(a, b) for a, b in zip(first, again))  # no atomics: bitwise repeatable
 
@@ -108,7 +83,7 @@ def test_backward_non_contiguous_inputs_and_broadcast_do():
     for do in (make_do(q).transpose(1, 2).contiguous().transpose(1, 2),
                torch.ones(1, dtype=q.dtype, device=q.device).expand(q.shape)):  # the gradient of o.sum(): stride 0
         grads = flash_attention_backward(do, q, k, v, o, lse, causal=True)
-        judge(grads, do, q, k, v, True)
+        judge_grads(grads, do, q, k, v, True)
         plain = flash_attention_backward(*(x.contiguous() for x in (do, q, k, v, o, lse)), causal=True)
         for g, p in zip(grads, plain):
             assert_close(g, p)
@@ -133,7 +108,7 @@ def test_backward_large_scores_do_not_overflow():
     assert (q @ k.transpose(-2, -1) / 4).max() > 88.8  # log(float32 max)
     grads = flash_attention_backward(do, q, k, v, o, lse)
     assert all(torch.isfinite(g).all() for g in grads)
-    expected = autograd_grads(do, q, k, v, dtype=torch.float64)
+    expected = grads64(do, q, k, v)
     for name, g, e, b in zip(("dq", "dk", "dv"), grads, expected, plain_lse_backward(do, q, k, v, o, lse)):
         assert_close(g, e, baseline=b, what=name)
 
@@ -150,7 +125,7 @@ def test_flash_attention_autograd_end_to_end(dtype, causal):
     assert_close(o, ref64(q.detach(), k.detach(), v.detach(), causal)[0],
                  baseline=attention.naive_attention(q, k, v, causal) if dtype != torch.float32 else None)
     (o * w).sum().backward()  # upstream gradient dO = w
-    judge((q.grad, k.grad, v.grad), w, q.detach(), k.detach(), v.detach(), causal)
+    judge_grads((q.grad, k.grad, v.grad), w, q.detach(), k.detach(), v.detach(), causal)
 
 
 def test_flash_attention_in_a_layer_with_head_views():

@@ -181,12 +181,12 @@ def test_row_max_bug_is_named_for_larger_tiles_too():
 def test_every_mutant_differs_from_the_reference_and_the_correct_formula_matches():
     do, q, k, v, o, lse = checker._inputs(1, 2, 13, 13, 16, seed=1, causal=True)
     expected = checker._Expected(do, q, k, v, o, lse, causal=True)
-    checker._compare(checker._backward_variant(do, q, k, v, o, lse, True, mistake="none"), expected)
+    checker.compare_grads(checker._backward_variant(do, q, k, v, o, lse, True, mistake="none"), expected)
     for mistake in checker._HINTS:
         kwargs = {"scale": 0.5} if mistake == "scale ignored" else {}
         args = checker._inputs(1, 2, 13, 13, 16, seed=1, causal=True, **kwargs)
         with pytest.raises(AssertionError):
-            checker._compare(checker._backward_variant(*args, True, mistake=mistake, **kwargs),
+            checker.compare_grads(checker._backward_variant(*args, True, mistake=mistake, **kwargs),
                              checker._Expected(*args, causal=True, **kwargs))
 
 

@@ -11,7 +11,8 @@ import math
 import torch
 
 from labkit import device
-from labkit.check.core import Case, Misconception, assert_close, compare_outputs, describe, run_checker
+from labkit.check.attention_backward import compare_grads
+from labkit.check.core import Case, Misconception, run_checker
 
 LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
@@ -61,21 +62,6 @@ class _Expected:
             s = s.masked_fill(_causal_hidden(s), float("-inf"))
         o = torch.softmax(s, -1) @ leaves[2]
         return torch.autograd.grad(o, leaves, do.to(dtype))
-
-
-def _compare(out, expected) -> None:
-    """(dq, dk, dv) against the float64 gradients (fp16: the low-precision rule), or against a mutant's output."""
-    if not isinstance(expected, _Expected):
-        compare_outputs(out, expected)
-        return
-    if not isinstance(out, (tuple, list)) or len(out) != 3:
-        raise AssertionError(f"returned {describe(out)}, expected a tuple (dq, dk, dv)")
-    for name, x, e, b in zip(("dq", "dk", "dv"), out, expected.grads, expected.baseline):
-        if not isinstance(x, torch.Tensor):
-            raise AssertionError(f"{name}: returned {type(x).__name__}, expected a torch.Tensor")
-        if x.dtype != expected.dtype:
-            raise AssertionError(f"{name}: dtype {x.dtype}, expected {expected.dtype}")
-        assert_close(x, e, dtype=expected.dtype, baseline=b, what=name)
 
 
 def _backward_variant(do, q, k, v, o, lse, causal=False, scale=None, *, mistake):
@@ -167,4 +153,4 @@ def flash_attention_backward_triton(fn) -> None:
                                                     dtype=torch.float16), {"causal": True}),
     ]
     run_checker("flash_attention_backward_triton", fn, cases, _Expected, _mutants(),
-                compare=_compare)
+                compare=compare_grads)

@@ -45,10 +45,11 @@ def _old_interpreter_warning() -> str:
     return ""
 
 
-if _old_interpreter_warning():  # pragma: no cover - only with an unpinned, older triton
+_OLD_INTERPRETER = _old_interpreter_warning()
+if _OLD_INTERPRETER:  # pragma: no cover - only with an unpinned, older triton
     import warnings
 
-    warnings.warn(_old_interpreter_warning(), RuntimeWarning, stacklevel=2)
+    warnings.warn(_OLD_INTERPRETER, RuntimeWarning, stacklevel=2)
 
 TRITON_MISSING = (
     "Triton is not installed on this platform ({}), so the Triton parts of the course "

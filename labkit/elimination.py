@@ -8,7 +8,8 @@ The ladder ``lu_factor_loops`` -> ``lu_factor_rows`` -> ``lu_factor_rank1`` -> `
 """
 from __future__ import annotations
 
-import contextlib
+import itertools
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from scipy.linalg.blas import dtrsm
@@ -16,8 +17,7 @@ from threadpoolctl import ThreadpoolController
 
 PIVOTING = ("none", "partial", "complete")
 BLOCK = 256  # panel width of the blocked LU
-PANEL_LEAF = 16  # panels this narrow are factored by rank-1 steps, wider ones recursively
-SMALL_PANEL = 256 * 256  # ... and so are panels with fewer entries than this
+PANEL_LEAF = 8  # panel columns this few are factored by rank-1 steps, more recursively
 
 
 # ---------------------------------------------------------------- validation
@@ -228,67 +228,91 @@ def _trsm(T: np.ndarray, B: np.ndarray, lower: bool, unit: bool) -> np.ndarray:
 _BLAS = None  # threadpoolctl's view of the BLAS libraries numpy and scipy loaded (found once)
 
 
-@contextlib.contextmanager
-def _one_blas_thread():
-    """Run the block with BLAS on one thread, then restore the previous setting.
+def _recursive_lu(P: np.ndarray, piv: np.ndarray, k0: int, k1: int, col0: int) -> None:
+    """Toledo's recursive LU of columns k0..k1-1 (rows k0..) of the panel P, in place.
 
-    The panel makes hundreds of small BLAS calls; waking BLAS threads for each costs more than it
-    saves (milliseconds per call when other processes hold the cores), so, like LAPACK's own
-    getrf, labkit factors the panel on one thread and threads only the big trailing update.
-    numpy and scipy may each bring their own OpenBLAS: threadpoolctl limits both.
+    Split the columns in halves: factor the left half, U_12 = L_11^{-1} A_12 (triangular
+    solve), A_22 -= L_21 U_12 (matrix product), factor the bottom right. Nearly all flops become
+    matrix products; leaves of ``PANEL_LEAF`` columns use rank-1 steps. Pivots swap whole rows
+    of P; piv holds P's row indices. col0: where P's column 0 sits in the whole matrix.
     """
-    global _BLAS
-    if _BLAS is None:
-        _BLAS = ThreadpoolController()
-    with _BLAS.limit(limits=1, user_api="blas"):
-        yield
-
-
-def _recursive_lu(lu: np.ndarray, piv: np.ndarray, k0: int, k1: int) -> None:
-    """Toledo's recursive LU of columns k0..k1-1 (rows k0..n-1) of lu, in place, swapping whole rows.
-
-    Columns before k0 are finished, columns from k1 on are left for the caller. Split the
-    columns in halves: factor the left half, U_12 = L_11^{-1} A_12 (triangular solve),
-    A_22 -= L_21 U_12 (matrix product), factor the bottom right. Nearly all flops become
-    matrix products; narrow or small panels use rank-1 steps, cheaper than BLAS calls there.
-    """
-    if k1 - k0 <= PANEL_LEAF or (lu.shape[0] - k0) * (k1 - k0) <= SMALL_PANEL:
-        _rank1_steps(lu, piv, k0, k1, k1)
+    if k1 - k0 <= PANEL_LEAF:
+        _rank1_steps(P, piv, k0, k1, k1, col0)
         return
     h = (k0 + k1) // 2
-    _recursive_lu(lu, piv, k0, h)
-    lu[k0:h, h:k1] = _trsm(lu[k0:h, k0:h], lu[k0:h, h:k1], lower=True, unit=True)
-    lu[h:, h:k1] -= lu[h:, k0:h] @ lu[k0:h, h:k1]
-    _recursive_lu(lu, piv, h, k1)
+    _recursive_lu(P, piv, k0, h, col0)
+    P[k0:h, h:k1] = _trsm(P[k0:h, k0:h], P[k0:h, h:k1], lower=True, unit=True)
+    P[h:, h:k1] -= P[h:, k0:h] @ P[k0:h, h:k1]
+    _recursive_lu(P, piv, h, k1, col0)
+
+
+def _factor_panel(lu: np.ndarray, piv: np.ndarray, k: int, e: int) -> None:
+    """LU of the tall panel lu[k:, k:e] on a column-major copy (its columns contiguous).
+
+    Rows are swapped inside the panel only; ``_swap_rows`` carries the swaps to other columns.
+    """
+    P = np.asfortranarray(lu[k:, k:e])  # (n-k, e-k)
+    local = piv[k:e] - k
+    _recursive_lu(P, local, 0, e - k, col0=k)
+    piv[k:e] = local + k
+    lu[k:, k:e] = P
+
+
+def _swap_rows(lu: np.ndarray, piv: np.ndarray, k: int, e: int, cols: slice) -> None:
+    """Apply the row swaps piv[k:e] to lu[:, cols] with one gather (at most 2(e-k) rows move)."""
+    perm = np.arange(k, lu.shape[0])
+    for j in range(k, e):
+        i = piv[j] - k
+        perm[j - k], perm[i] = perm[i], perm[j - k]
+    rows = np.flatnonzero(perm != np.arange(k, lu.shape[0]))
+    lu[rows + k, cols] = lu[perm[rows], cols]
+
+
+def _update(lu: np.ndarray, k: int, e: int, c0: int, c1: int) -> None:
+    """A_22 -= L_21 U_12 on columns c0..c1-1 (numpy releases the GIL, so chunks run in parallel)."""
+    lu[e:, c0:c1] -= lu[e:, k:e] @ lu[k:e, c0:c1]
 
 
 def lu_factor(A, block: int = BLOCK):
     """Blocked right-looking LU with partial pivoting: LU of a panel, then BLAS-3 updates.
 
     For each panel of ``block`` columns: factor the tall panel A[k:, k:e] with Toledo's
-    recursive LU (so it too runs on matrix products; every pivot swaps whole rows of A at
-    once, so no swaps are replayed later), U_12 = L_11^{-1} A_12 (triangular solve),
-    A_22 -= L_21 U_12 (one matrix product). The product does almost all the flops while each
-    tile is reused from cache: the same idea as FlashAttention's tiles. The panel runs with
-    BLAS on one thread and the trailing update on all of them (see ``_one_blas_thread``).
+    recursive LU, swap the rows of the other columns as its pivots say, U_12 = L_11^{-1} A_12
+    (triangular solve), A_22 -= L_21 U_12 (matrix products). The products do almost all the
+    flops while each tile is reused from cache: the same idea as FlashAttention's tiles.
+    Look-ahead: the next panel's columns are updated first, so the next panel is factored (one
+    thread, many small steps) while the rest of the update runs, in column chunks, on the other
+    cores: as many threads in all as BLAS had, each BLAS call on one.
     Returns (lu, piv) for ``lu_solve`` or ``scipy.linalg.lu_solve``. Introduced in notebook 08.
     """
+    global _BLAS
     if int(block) < 1:
         raise ValueError(f"block must be a positive integer, got {block}")
     lu = _square(A)
     n = lu.shape[0]
     piv = np.arange(n, dtype=np.int32)
-    work = np.empty(n * n)  # one buffer for every L_21 @ U_12 product (no fresh allocations)
-    for k in range(0, n, block):
-        e = min(k + block, n)
-        with _one_blas_thread():
-            _recursive_lu(lu, piv, k, e)  # (n-k, e-k) panel; rows of lu swapped as pivots are found
-        if e < n:
-            m = n - e
+    if _BLAS is None:
+        _BLAS = ThreadpoolController().select(user_api="blas")
+    threads = min((lib["num_threads"] for lib in _BLAS.info()), default=1)
+    with _BLAS.limit(limits=1), ThreadPoolExecutor(max(1, threads - 1)) as pool:
+        e = min(block, n)
+        _factor_panel(lu, piv, 0, e)
+        _swap_rows(lu, piv, 0, e, slice(e, n))
+        for k in range(0, n - block, block):
+            e, e2 = k + block, min(k + 2 * block, n)
             lu[k:e, e:] = _trsm(lu[k:e, k:e], lu[k:e, e:], lower=True, unit=True)
-            prod = work[:m * m].reshape(m, m)
-            np.matmul(lu[e:, k:e], lu[k:e, e:], out=prod)
-            lu[e:, e:] -= prod
+            _update(lu, k, e, e, e2)  # the next panel's columns first
+            chunks = [(c, min(c + block, n)) for c in range(e2, n, block)]
+            jobs = [pool.submit(_update, lu, k, e, *c) for c in chunks] if threads > 1 else []
+            _factor_panel(lu, piv, e, e2)  # ... so it is factored while the jobs run
+            for job, c in itertools.zip_longest(jobs[::-1], chunks[::-1]):
+                if job is None or job.cancel():  # not started yet (or one thread): do it here
+                    _update(lu, k, e, *c)
+            for job in jobs:
+                if not job.cancelled():
+                    job.result()  # waits, and re-raises anything the job raised
+            _swap_rows(lu, piv, e, e2, slice(0, e))
+            _swap_rows(lu, piv, e, e2, slice(e2, n))
     return lu, piv
 
 

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import scipy.linalg
+import threadpoolctl
 
 from labkit import elimination as el
 from labkit import systems
@@ -81,6 +82,28 @@ def test_blocked_lu_awkward_sizes(n, block):
     assert_close(lu, ref_lu, rtol=1e-7, atol=1e-9)
     b = np.random.default_rng(8).standard_normal((n, 3))
     assert_close(scipy.linalg.lu_solve((lu, piv), b), np.linalg.solve(A, b), rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("blas_threads", [1, 2, 3])
+def test_blocked_lu_threads_give_identical_factors(blas_threads):
+    # Look-ahead runs the trailing update in chunks on worker threads while the next panel is
+    # factored; any race (a swap or a panel read before its update lands) changes the bits.
+    A = random_matrix(300, 11)
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        ref_lu, ref_piv = el.lu_factor(A, 32)
+    with threadpoolctl.threadpool_limits(blas_threads, user_api="blas"):
+        lu, piv = el.lu_factor(A, 32)
+    assert np.array_equal(piv, ref_piv)
+    assert np.array_equal(lu, ref_lu)
+
+
+@pytest.mark.parametrize("blas_threads", [1, 2])
+def test_blocked_lu_names_a_singular_column_in_a_late_panel(blas_threads):
+    A = random_matrix(200, 12)
+    A[:, 150] = 0.0  # stays exactly zero through every update
+    with threadpoolctl.threadpool_limits(blas_threads, user_api="blas"), \
+            pytest.raises(np.linalg.LinAlgError, match="column 150"):
+        el.lu_factor(A, 32)
 
 
 @pytest.mark.parametrize("shape", [(6,), (6, 1), (6, 4)])

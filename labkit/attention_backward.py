@@ -19,8 +19,11 @@ __all__ = ["recompute_attention_backward", "flash_attention_backward", "FlashAtt
            "flash_attention"]
 
 
-def _check_saved(q: torch.Tensor, **tensors) -> None:
-    """ValueError unless do and o are (B, H, N_q, D) like q and lse is (B, H, N_q), on q's device."""
+def _check_saved(q: torch.Tensor, *, lse_dtype: torch.dtype | None = None, **tensors) -> None:
+    """ValueError unless do, o are (B, H, N_q, D) in q's dtype and lse is a float (B, H, N_q), on q's device.
+
+    lse_dtype: the one dtype lse must have (the Triton backward wants float32); any float if None.
+    """
     for name, x in tensors.items():
         want = tuple(q.shape[:3]) if name == "lse" else tuple(q.shape)
         layout = "(B, H, N_q)" if name == "lse" else "(B, H, N_q, D)"
@@ -29,10 +32,12 @@ def _check_saved(q: torch.Tensor, **tensors) -> None:
         if tuple(x.shape) != want:
             raise ValueError(f"{name} must have shape {layout} = {want} to match q "
                              f"{tuple(q.shape)}, got {tuple(x.shape)}")
+        if name != "lse" and x.dtype != q.dtype:
+            raise ValueError(f"{name} must have dtype {q.dtype} like q, got {x.dtype}")
+        if name == "lse" and lse_dtype is not None and x.dtype != lse_dtype:
+            raise ValueError(f"lse must have dtype {lse_dtype}, got {x.dtype}")
         if not x.is_floating_point():
             raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-        if name != "lse" and x.dtype != q.dtype:
-            raise ValueError(f"{name} must have q's dtype {q.dtype}, got {x.dtype}")
         if x.device != q.device:
             raise ValueError(f"{name} must be on q's device {q.device}, got {x.device}")
 

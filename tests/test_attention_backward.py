@@ -199,7 +199,7 @@ def bad_saved():
     return [
         ("do wrong shape", (do[:, :, :5], q, k, v, o, lse), "do must have shape"),
         ("do not a tensor", (do.numpy(), q, k, v, o, lse), "do must be a torch.Tensor"),
-        ("do other dtype", (do.double(), q, k, v, o, lse), "do must have q's dtype"),
+        ("do other dtype", (do.double(), q, k, v, o, lse), "do must have dtype torch.float32 like q"),
         ("o wrong shape", (do, q, k, v, o[..., :8], lse), "o must have shape"),
         ("o on another device", (do, q, k, v, o.to("meta"), lse), "o must be on q's device"),
         ("lse wrong shape", (do, q, k, v, o, lse[..., None]), "lse must have shape"),

@@ -28,7 +28,7 @@ def test_backward(dtype, causal, n, D):
     q, k, v = make_qkv(1, 1, n, n, D, dtype, seed=n * D)
     do = make_do(q)
     judge_grads(flash_attention_backward(do, q, k, v, *saved(q, k, v, causal), causal=causal),
-          do, q, k, v, causal)
+                do, q, k, v, causal)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
@@ -45,7 +45,7 @@ def test_backward_bfloat16(causal):
     q, k, v = make_qkv(1, 2, 100, 100, 32, torch.bfloat16, seed=16)
     do = make_do(q)
     judge_grads(flash_attention_backward(do, q, k, v, *saved(q, k, v, causal), causal=causal),
-          do, q, k, v, causal)
+                do, q, k, v, causal)
 
 
 def test_backward_long_ragged_sequence():
@@ -54,7 +54,7 @@ def test_backward_long_ragged_sequence():
     do = make_do(q)
     for causal in (False, True):
         judge_grads(flash_attention_backward(do, q, k, v, *saved(q, k, v, causal), causal=causal),
-              do, q, k, v, causal)
+                    do, q, k, v, causal)
 
 
 def test_backward_scale_argument():

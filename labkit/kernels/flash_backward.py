@@ -23,6 +23,7 @@ from torch.autograd.function import once_differentiable
 
 from labkit import device
 from labkit.attention import validate_attention_inputs
+from labkit.attention_backward import _check_saved
 from labkit.kernels.flash_forward import DTYPES, HEAD_DIMS, flash_attention_forward
 
 __all__ = ["flash_attention_backward", "FlashAttention", "flash_attention", "backward_block_sizes"]
@@ -262,24 +263,6 @@ def backward_block_sizes(head_dim: int, dtype: torch.dtype) -> tuple[int, int, i
     return 32, 128, 128, 32, 8 if head_dim == 64 else 4, 3
 
 
-def _check_saved(q: torch.Tensor, do, o, lse) -> None:
-    """ValueError unless do, o are (B, H, N_q, D) like q and lse is float32 (B, H, N_q), all on q's device."""
-    for name, x in (("do", do), ("o", o), ("lse", lse)):
-        want, layout = (tuple(q.shape[:3]), "(B, H, N_q)") if name == "lse" else \
-            (tuple(q.shape), "(B, H, N_q, D)")
-        dtype = torch.float32 if name == "lse" else q.dtype
-        if not isinstance(x, torch.Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor of shape {layout}, got {type(x).__name__}")
-        if tuple(x.shape) != want:
-            raise ValueError(f"{name} must have shape {layout} = {want} to match q {tuple(q.shape)}, "
-                             f"got {tuple(x.shape)}")
-        if x.dtype != dtype:
-            raise ValueError(f"{name} must have dtype {dtype}"
-                             f"{'' if name == 'lse' else ' like q'}, got {x.dtype}")
-        if x.device != q.device:
-            raise ValueError(f"{name} must be on q's device {q.device}, got {x.device}")
-
-
 def flash_attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                              o: torch.Tensor, lse: torch.Tensor, causal: bool = False,
                              scale: float | None = None):
@@ -292,7 +275,7 @@ def flash_attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
     """
     device.require_triton()
     scale = validate_attention_inputs(q, k, v, causal, scale, head_dims=HEAD_DIMS, dtypes=DTYPES)
-    _check_saved(q, do, o, lse)
+    _check_saved(q, do=do, o=o, lse=lse, lse_dtype=torch.float32)
     if device.INTERPRET and q.device.type != "cpu":
         raise ValueError(f"the Triton interpreter runs on CPU tensors, got {q.device}")
     if not device.INTERPRET and q.device.type != "cuda":

@@ -7,7 +7,7 @@ import torch
 
 from labkit import attention as ref
 from labkit.check.core import (Case, Misconception, assert_close, compare_outputs, describe,
-                               on_course_device, run_checker)
+                               misconceptions, on_course_device, run_checker)
 
 # ---------------------------------------------------------------------------- inputs
 
@@ -121,11 +121,6 @@ _COMMON = {"k not transposed": _K_T, "no scale": _NO_SCALE, "scale 1/D": _SCALE_
 _CAUSAL = {"diagonal masked": _DIAG, "one key too many": _LATE, "mask flipped": _FLIPPED}
 
 
-def _mutants(variant, hints: dict) -> list[Misconception]:
-    return [Misconception(hint, lambda *a, m=m, **kw: variant(*a, mistake=m, **kw))
-            for m, hint in hints.items()]
-
-
 # ------------------------------------------------------------------------- checkers
 
 
@@ -141,7 +136,7 @@ def naive_attention(fn) -> None:
              {"causal": True, "scale": 0.3}),
         Case("float16 inputs", _qkv(1, 2, 6, 6, 8, seed=7, dtype=torch.float16)),
     ]
-    run_checker("naive_attention", fn, cases, ref.naive_attention, _mutants(_naive_variant, {
+    run_checker("naive_attention", fn, cases, ref.naive_attention, misconceptions(_naive_variant, {
         **_COMMON, **_CAUSAL, "softmax over queries": _SOFTMAX_DIM}))
 
 
@@ -159,7 +154,7 @@ def tiled_attention(fn) -> None:
         Case("float16 inputs, tiles 4 x 4", _qkv(1, 2, 10, 10, 8, seed=16, dtype=torch.float16),
              {"block_q": 4, "block_k": 4}),
     ]
-    run_checker("tiled_attention", fn, cases, ref.tiled_attention, _mutants(_tiled_variant, {
+    run_checker("tiled_attention", fn, cases, ref.tiled_attention, misconceptions(_tiled_variant, {
         **_COMMON,
         "softmax per tile": "the softmax runs over the whole score row block S_i (all key tiles), "
                             "not over each key tile on its own",
@@ -186,7 +181,7 @@ def flash_attention_forward(fn) -> None:
         Case("float16 inputs", _qkv(1, 2, 10, 10, 8, seed=28, dtype=torch.float16), tiles),
     ]
     run_checker("flash_attention_forward", fn, cases, ref.flash_attention_forward,
-                _mutants(_flash_variant, {
+                misconceptions(_flash_variant, {
                     "acc not rescaled": "acc not rescaled when the running max changes: multiply acc "
                                         "by exp(m_old - m_new) before adding p @ v",
                     "l not rescaled": "l_i not rescaled when the running max changes: "

@@ -7,7 +7,7 @@ import torch
 
 from labkit import attention as ref
 from labkit.check.attention import _qkv, _rising
-from labkit.check.core import Case, Misconception, assert_close, compare_outputs, describe, run_checker
+from labkit.check.core import Case, assert_close, compare_outputs, describe, misconceptions, run_checker
 
 # ---------------------------------------------------------------------------- inputs
 
@@ -123,11 +123,6 @@ _HINTS = {
 }
 
 
-def _mutants() -> list[Misconception]:
-    return [Misconception(hint, lambda *a, m=m, **kw: _backward_variant(*a, mistake=m, **kw))
-            for m, hint in _HINTS.items()]
-
-
 # ------------------------------------------------------------------------- the checker
 
 
@@ -156,4 +151,5 @@ def flash_attention_backward(fn) -> None:
              _case_args(*_qkv(1, 2, 10, 10, 8, seed=77, dtype=torch.float16), True, seed=7),
              {"causal": True, **tiles}),
     ]
-    run_checker("flash_attention_backward", fn, cases, _Expected, _mutants(), compare=compare_grads)
+    run_checker("flash_attention_backward", fn, cases, _Expected,
+                misconceptions(_backward_variant, _HINTS), compare=compare_grads)

@@ -12,7 +12,7 @@ import torch
 
 from labkit import device
 from labkit.check.attention_backward import compare_grads
-from labkit.check.core import Case, Misconception, run_checker
+from labkit.check.core import Case, misconceptions, run_checker
 
 LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
@@ -122,11 +122,6 @@ _HINTS = {
 }
 
 
-def _mutants() -> list[Misconception]:
-    return [Misconception(hint, lambda *a, m=m, **kw: _backward_variant(*a, mistake=m, **kw))
-            for m, hint in _HINTS.items()]
-
-
 def flash_attention_backward_triton(fn) -> None:
     """Check a Triton FlashAttention backward via its host wrapper fn(do, q, k, v, o, lse, causal=False, scale=None) -> (dq, dk, dv).
 
@@ -152,5 +147,5 @@ def flash_attention_backward_triton(fn) -> None:
         Case("float16, causal, N=40, D=16", _inputs(1, 2, 40, 40, 16, seed=79, causal=True,
                                                     dtype=torch.float16), {"causal": True}),
     ]
-    run_checker("flash_attention_backward_triton", fn, cases, _Expected, _mutants(),
-                compare=compare_grads)
+    run_checker("flash_attention_backward_triton", fn, cases, _Expected,
+                misconceptions(_backward_variant, _HINTS), compare=compare_grads)

@@ -133,6 +133,12 @@ class Misconception:
     fn: Callable
 
 
+def misconceptions(variant: Callable, hints: dict[str, str]) -> list[Misconception]:
+    """One Misconception per named mistake: ``variant(..., mistake=name)`` with that mistake's hint."""
+    return [Misconception(hint, lambda *a, m=m, **kw: variant(*a, mistake=m, **kw))
+            for m, hint in hints.items()]
+
+
 def compare_outputs(out: Any, expected: Any) -> None:
     """Default comparison: same type and structure, then ``assert_close`` leaf by leaf."""
     if isinstance(expected, (tuple, list)):

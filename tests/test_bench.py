@@ -116,6 +116,20 @@ def test_attention_suite_causal_skips_the_lab_tiling(capsys):
     assert "/ 2 (causal" in out and "no causal mask" in out and "CPU target" not in out
 
 
+@pytest.mark.skipif(not (device.INTERPRET and device.HAS_TRITON),
+                    reason="the time budget applies to the Triton interpreter")
+def test_attention_suite_keeps_the_interpreter_within_its_budget(capsys, monkeypatch):
+    from labkit.bench import attention as attention_bench
+    monkeypatch.setattr(attention_bench, "INTERPRETER_BUDGET_S", 0.0)
+    assert bench.main(["attention", "--n", "32", "--bh", "1", "--d", "16", "--rep", "1",
+                       "--target-n", "0"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| 32 |")]
+    assert rows and not any("Triton" in row for row in rows)  # neither the forward nor the backward
+    assert "Triton kernel (interpreter) skipped at N=32" in out
+    assert "Triton flash_attention (interpreter) forward + backward skipped at N=32" in out
+
+
 def test_linsys_suite_quick(capsys):
     assert bench.main(["linsys", "--quick"]) == 0
     out = capsys.readouterr().out

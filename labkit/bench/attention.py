@@ -128,6 +128,38 @@ def _forward_backward(fn, q, k, v, do):
     return q.grad, k.grad, v.grad
 
 
+def _measure(call, label: str, is_triton: bool, n: int, ns, dtype: torch.dtype, rep: int,
+             spent: float, notes: list[str]):
+    """((output, median seconds, peak bytes or None), spent) for one provider at one N, or (None, spent).
+
+    The first call is the checked one and the warm-up (compilation on a GPU). The interpreted
+    Triton kernel runs at the smallest N only, a few times, within ``INTERPRETER_BUDGET_S`` in
+    all (``spent`` so far), and its memory is not measured; bf16 Triton runs on a GPU only.
+    """
+    if is_triton and (not device.HAS_TRITON or (device.INTERPRET and dtype == torch.bfloat16)):
+        return None, spent
+    if is_triton and device.INTERPRET and n != min(ns):
+        return None, spent
+    t0 = time.perf_counter()
+    out = call()
+    if out is None:
+        return None, spent
+    if device.HAS_CUDA:
+        torch.cuda.synchronize()
+    once = time.perf_counter() - t0
+    reps, warmup = rep, 2
+    if is_triton and device.INTERPRET:
+        reps, warmup = min(rep, 3), 0
+        if spent + (reps + 1) * once > INTERPRETER_BUDGET_S:
+            notes.append(f"{label} skipped at N={n}: it would need about {(reps + 1) * once:.0f} s, "
+                         f"more than the {INTERPRETER_BUDGET_S:.0f} s budget.")
+            return None, spent
+        spent += (reps + 1) * once
+    seconds = time_fn(call, warmup=warmup, rep=reps)
+    peak = None if is_triton and device.INTERPRET else peak_memory(call)
+    return (out, seconds, peak), spent
+
+
 def _sweep_backward(args, ns, bh, d, dtype, causal, notes) -> str:
     """Forward + backward time, TFLOP/s, peak memory and gradient error for every provider and N."""
     providers = _grad_providers(dtype, causal)
@@ -143,30 +175,13 @@ def _sweep_backward(args, ns, bh, d, dtype, causal, notes) -> str:
         for label, fn, is_triton in providers:
             done += 1
             progress(done, total, f"N {n}: {label}, forward + backward")
-            if is_triton and (not device.HAS_TRITON or (device.INTERPRET and dtype == torch.bfloat16)):
+            measured, spent = _measure(lambda: _forward_backward(fn, q, k, v, do),
+                                       f"{label} forward + backward", is_triton, n, ns, dtype, rep,
+                                       spent, notes)
+            if measured is None:
                 continue
-            if is_triton and device.INTERPRET and n != min(ns):
-                continue
-            t0 = time.perf_counter()
-            grads = _forward_backward(fn, q, k, v, do)  # checked call and warm-up
-            if grads is None:
-                continue
-            if device.HAS_CUDA:
-                torch.cuda.synchronize()
-            once = time.perf_counter() - t0
+            grads, seconds, peak = measured
             err = max((g.double() - r).abs().max().item() for g, r in zip(grads, ref64))
-            reps, warmup = rep, 2
-            if is_triton and device.INTERPRET:
-                reps, warmup = min(rep, 3), 0
-                if spent + (reps + 1) * once > INTERPRETER_BUDGET_S:
-                    notes.append(f"{label} forward + backward skipped at N={n}: it would need about "
-                                 f"{(reps + 1) * once:.0f} s, more than the "
-                                 f"{INTERPRETER_BUDGET_S:.0f} s budget.")
-                    continue
-                spent += (reps + 1) * once
-            seconds = time_fn(lambda: _forward_backward(fn, q, k, v, do), warmup=warmup, rep=reps)
-            peak = None if is_triton and device.INTERPRET else \
-                peak_memory(lambda: _forward_backward(fn, q, k, v, do))
             rows.append([n, label, seconds * 1e3, _tflops(bh, n, d, causal, seconds, FWD_BWD_FACTOR),
                          None if peak is None else peak / MiB, err])
     if device.INTERPRET and device.HAS_TRITON and len(ns) > 1 and dtype != torch.bfloat16:
@@ -202,30 +217,13 @@ def _sweep(args, ns, bh, d, dtype, causal, notes) -> str:
         for label, fn, is_triton in providers:
             done += 1
             progress(done, total, f"N {n}: {label}")
-            if is_triton and (not device.HAS_TRITON or (device.INTERPRET and dtype == torch.bfloat16)):
+            measured, spent = _measure(lambda: fn(q, k, v), label, is_triton, n, ns, dtype, rep, spent,
+                                       notes)
+            if measured is None:
                 continue
-            if is_triton and device.INTERPRET and n != min(ns):
-                continue
-            t0 = time.perf_counter()
-            out = fn(q, k, v)  # the checked call, also the warm-up (compilation on a GPU)
-            if out is None:
-                continue
-            if device.HAS_CUDA:
-                torch.cuda.synchronize()
-            once = time.perf_counter() - t0
-            err = (out.double() - ref64).abs().max().item()
-            reps, warmup = rep, 2
-            if is_triton and device.INTERPRET:
-                reps, warmup = min(rep, 3), 0
-                if spent + (reps + 1) * once > INTERPRETER_BUDGET_S:
-                    notes.append(f"{label} skipped at N={n}: it would need about {(reps + 1) * once:.0f} s, "
-                                 f"more than the {INTERPRETER_BUDGET_S:.0f} s budget.")
-                    continue
-                spent += (reps + 1) * once
-            seconds = time_fn(lambda: fn(q, k, v), warmup=warmup, rep=reps)
-            peak = None if is_triton and device.INTERPRET else peak_memory(lambda: fn(q, k, v))
+            out, seconds, peak = measured
             rows.append([n, label, seconds * 1e3, _tflops(bh, n, d, causal, seconds),
-                         None if peak is None else peak / MiB, err])
+                         None if peak is None else peak / MiB, (out.double() - ref64).abs().max().item()])
     if device.INTERPRET and device.HAS_TRITON and len(ns) > 1 and dtype != torch.bfloat16:
         notes.append(f"Triton kernel (interpreter) measured at N={min(ns)} only: the interpreter runs "
                      "each program as Python/numpy calls, so its time says nothing about the kernel "

@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from labkit import check, elimination, iterative
+from hints import assert_rejected_with_hint
 
 
 def dense(A):
@@ -125,7 +126,7 @@ WRONG = [
     (check.back_substitution, back_sub_no_division, "divide by the diagonal"),
     (check.gaussian_elimination, ge_without_pivoting, "no pivoting"),
     (check.gaussian_elimination, ge_pivot_without_abs, "ABSOLUTE"),
-    (check.gaussian_elimination, ge_in_place, "modified its input"),
+    (check.gaussian_elimination, ge_in_place, "work on a copy"),
     (check.lu_factor, lu_no_pivot, "no pivoting"),
     (check.lu_factor, lu_fortran_piv, "0-based"),
     (check.gauss_seidel_sweep, jacobi_as_gs_sweep, "that is Jacobi"),
@@ -139,9 +140,7 @@ WRONG = [
 
 @pytest.mark.parametrize("checker, wrong, hint", WRONG, ids=[w[1].__name__ for w in WRONG])
 def test_wrong_answer_rejected_with_its_hint(checker, wrong, hint):
-    with pytest.raises(AssertionError, match="hint:") as err:
-        checker(wrong)
-    assert hint in str(err.value)
+    assert_rejected_with_hint(checker, wrong, hint)
 
 
 REFERENCES = [

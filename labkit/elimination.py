@@ -8,7 +8,6 @@ The ladder ``lu_factor_loops`` -> ``lu_factor_rows`` -> ``lu_factor_rank1`` -> `
 """
 from __future__ import annotations
 
-import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -303,13 +302,12 @@ def lu_factor(A, block: int = BLOCK):
             lu[k:e, e:] = _trsm(lu[k:e, k:e], lu[k:e, e:], lower=True, unit=True)
             _update(lu, k, e, e, e2)  # the next panel's columns first
             chunks = [(c, min(c + block, n)) for c in range(e2, n, block)]
-            jobs = [pool.submit(_update, lu, k, e, *c) for c in chunks] if threads > 1 else []
+            jobs = [pool.submit(_update, lu, k, e, *c) if threads > 1 else None for c in chunks]
             _factor_panel(lu, piv, e, e2)  # ... so it is factored while the jobs run
-            for job, c in itertools.zip_longest(jobs[::-1], chunks[::-1]):
-                if job is None or job.cancel():  # not started yet (or one thread): do it here
+            for job, c in zip(jobs[::-1], chunks[::-1]):
+                if job is None or job.cancel():  # one thread, or not started yet: do it here
                     _update(lu, k, e, *c)
-            for job in jobs:
-                if not job.cancelled():
+                else:
                     job.result()  # waits, and re-raises anything the job raised
             _swap_rows(lu, piv, e, e2, slice(0, e))
             _swap_rows(lu, piv, e, e2, slice(e2, n))

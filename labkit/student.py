@@ -158,8 +158,7 @@ def _copy_one(path: Path, dest: Path, force: bool) -> CopyResult:
     if target.exists() and target.resolve() == path.resolve():
         return CopyResult(path, target, "failed", f"refusing to replace the source {path} by its own blank copy")
     if target.exists() and not force:
-        return CopyResult(path, target, "kept", f"kept your existing {target} (use --force to replace it; "
-                                                "a backup is kept)")
+        return CopyResult(path, target, "kept", _kept_line([target], dest))
     try:
         solved = nbformat.read(path, as_version=4)
         blank = make_blank(solved, notebook_number(path), name=str(path))
@@ -185,10 +184,19 @@ def _copy_one(path: Path, dest: Path, force: bool) -> CopyResult:
     return CopyResult(path, target, "wrote", f"wrote {target} ({count} exercise{'s' * (count != 1)}){backup}")
 
 
+def _kept_line(kept: list[Path], dest: Path) -> str:
+    """One line for every existing copy left alone (``make lab`` prints it at each start)."""
+    if len(kept) == 1:
+        return f"kept your existing {kept[0]} (use --force to replace it; a backup is kept)"
+    return f"kept your {len(kept)} existing copies in {dest} (use --force to replace them; a backup is kept)"
+
+
 def make_student_copies(src: str | Path, dest: str | Path = "exercises", force: bool = False,
                         log=print) -> list[CopyResult]:
     """Blank copies of SRC (a notebook or a folder of NN_*.ipynb) in DEST; existing files are kept
-    unless ``force``, which first saves them as DEST/NN_x.<timestamp>.bak.ipynb."""
+    unless ``force``, which first saves them as DEST/NN_x.<timestamp>.bak.ipynb.
+
+    ``log`` gets a line per copy written or failed, then one line for all the copies kept."""
     src, dest = Path(src), Path(dest)
     if not src.exists():
         raise FileNotFoundError(f"no such notebook or folder: {src}")
@@ -198,7 +206,11 @@ def make_student_copies(src: str | Path, dest: str | Path = "exercises", force: 
     results = []
     for path in paths:
         results.append(_copy_one(path, dest, force))
-        log(results[-1].message)
+        if results[-1].action != "kept":
+            log(results[-1].message)
+    kept = [r.target for r in results if r.action == "kept"]
+    if kept:
+        log(_kept_line(kept, dest))
     return results
 
 

@@ -101,8 +101,15 @@ def test_student_copies_a_folder_and_never_overwrites_work(tmp_path, capsys):
     work.write_text(work.read_text().replace("raise NotImplementedError", "return 2 * x  # mine"))
     mine = work.read_bytes()
     assert student.cli_student([str(src), str(dest)]) == 0
-    out = capsys.readouterr().out
-    assert f"kept your existing {work} (use --force to replace it; a backup is kept)" in out
+    # One line for all the copies kept (`make lab` runs this at every start), not a line each.
+    assert capsys.readouterr().out.splitlines() == [
+        f"kept your 2 existing copies in {dest} (use --force to replace them; a backup is kept)"]
+    assert work.read_bytes() == mine
+    (dest / "08_y.ipynb").unlink()  # a new notebook gets its own line, the kept one the summary
+    assert student.cli_student([str(src), str(dest)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"wrote {dest / '08_y.ipynb'} (2 exercises)",
+        f"kept your existing {work} (use --force to replace it; a backup is kept)"]
     assert work.read_bytes() == mine
 
     assert student.cli_student([str(src / "07_x.ipynb"), str(dest), "--force"]) == 0
@@ -129,6 +136,20 @@ def test_student_refuses_to_blank_a_notebook_in_place_and_reports_a_missing_sour
 def test_course_has_the_first_notebooks():
     assert {p.name[:2] for p in COURSE} >= {"00", "01", "02", "03"}, \
         f"expected notebooks/00_*..03_*.ipynb, found {[p.name for p in COURSE]}"
+
+
+@pytest.mark.parametrize("path", COURSE, ids=[p.stem for p in COURSE])
+def test_course_notebooks_and_their_blank_copies_name_the_kernel_make_install_registers(path):
+    """A kernelspec other than the installed one's is rewritten by JupyterLab on open, so every
+    notebook would open already marked modified."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    installed = KernelSpecManager().get_kernel_spec("python3")  # `ipykernel install --name python3`
+    wanted = {"name": "python3", "display_name": installed.display_name, "language": installed.language}
+    solved = nbformat.read(path, as_version=4)
+    assert dict(solved.metadata.kernelspec) == wanted
+    blank = student.make_blank(solved, student.notebook_number(path), name=path.name)
+    assert dict(blank.metadata.kernelspec) == wanted
 
 
 @pytest.mark.parametrize("path", COURSE, ids=[p.stem for p in COURSE])

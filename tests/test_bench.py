@@ -145,3 +145,31 @@ def test_peak_memory_fresh_sees_an_allocation_of_known_size():
     mib = bench.peak_memory_fresh(setup, "(x * 2).sum()") / 2**20  # one temporary of 64 MiB
     assert 60 < mib < 80, mib
     assert bench.peak_memory_fresh(setup, "x.sum()") / 2**20 < 8  # no temporary
+
+
+def test_progress_goes_to_stderr_on_the_command_line_and_to_stdout_in_a_notebook(monkeypatch, capsys):
+    bench.progress(1, 2, "first")
+    bench.progress(2, 2, "second")
+    out, err = capsys.readouterr()
+    assert out == "" and err.split("\n") == ["\r[1/2] first".ljust(60), "\r[2/2] second".ljust(60), ""]
+
+    class OutStream:  # stands for ipykernel.iostream.OutStream: stderr there is a red box in JupyterLab
+        __module__ = "ipykernel.iostream"
+
+        def __init__(self):
+            self.text = ""
+
+        def write(self, text):
+            self.text += text
+
+        def flush(self):
+            pass
+
+        def isatty(self):
+            return False
+
+    kernel_out, kernel_err = OutStream(), OutStream()
+    monkeypatch.setattr(sys, "stdout", kernel_out)
+    monkeypatch.setattr(sys, "stderr", kernel_err)
+    bench.progress(1, 5, "Python loops")
+    assert (kernel_out.text, kernel_err.text) == ("\r[1/5] Python loops".ljust(60) + "\n", "")

@@ -178,9 +178,11 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]
 
 
 def progress(done: int, total: int, what: str) -> None:
-    """A one-line counter on stderr for long sweeps ('[3/12] width 1024: triton fused')."""
-    end = "\n" if done >= total or not sys.stderr.isatty() else ""
-    print(f"\r[{done}/{total}] {what}".ljust(60), end=end, file=sys.stderr, flush=True)
+    """A one-line counter for long sweeps ('[3/12] width 1024: triton fused'): on stderr, except
+    in a notebook (a Jupyter kernel's streams), where stderr shows as a red error box."""
+    stream = sys.stdout if type(sys.stderr).__module__.startswith("ipykernel") else sys.stderr
+    end = "\n" if done >= total or not stream.isatty() else ""
+    print(f"\r[{done}/{total}] {what}".ljust(60), end=end, file=stream, flush=True)
 
 
 def hardware() -> str:

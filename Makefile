@@ -15,7 +15,11 @@ ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 install: $(STAMP)
 
+# numpy 2.4 and scipy 1.17 need Python 3.11 or newer: say so before installing anything.
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "labkit needs Python 3.11, 3.12 or 3.13; '$(PYTHON)' is $$($(PYTHON) --version 2>&1). Run: make PYTHON=python3.12 ..."; \
+	  exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
@@ -30,8 +34,9 @@ lab: $(STAMP)
 	$(BIN)/python -m labkit student notebooks exercises
 	$(BIN)/jupyter lab --notebook-dir=. $(ROOT_ARG) $(LAB_ARGS) exercises/00_start_here.ipynb
 
+# -n auto --dist loadscope: tests in parallel, each notebook's cells in order on one worker.
 test: $(STAMP)
-	$(BIN)/python -m pytest --nbval-lax --nbval-current-env tests notebooks
+	$(BIN)/python -m pytest -n auto --dist loadscope --nbval-lax --nbval-current-env tests notebooks
 
 student: $(STAMP)
 	$(BIN)/python -m labkit student notebooks exercises

@@ -1,12 +1,17 @@
-"""The tolerance table, ``assert_close`` and the machinery every exercise checker shares.
+"""The tolerance table, ``assert_close`` and the checker engine every exercise shares.
 
-A checker runs the student's function on a fixed list of cases, compares each result
-with labkit's reference and, on a mismatch, names the misconception: it re-runs known
-wrong implementations on the failing case and reports the hint of the one the student's
-output agrees with. Introduced in notebook 00.
+A checker has two halves. Its **cases and probes** are inputs, given as data. Its
+**judgement** compares what the student's function returned on them with labkit's
+reference and, on a mismatch, names the mistake by *what the function does*: probes that each
+isolate one property are examined in a fixed order, and the first violated property gives the
+hint. In a notebook both halves run in the student's kernel (``check.<name>(fn)``); a grader
+evaluates the inputs in the student's process and judges the returned data in its own.
+Introduced in notebook 00.
 """
 from __future__ import annotations
 
+import os
+import sys
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -16,6 +21,7 @@ import torch
 
 PASS = "✔ {name}: {n}/{n} cases passed"
 NOT_IMPLEMENTED = "✘ {name}: not implemented yet (fill in the exercise above, then re-run this cell)"
+FAIL_HEAD = "✘ {name}: case {i}/{n} ({label}) failed"
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,8 @@ def tolerance(dtype: torch.dtype | np.dtype) -> Tol:
     return TOLERANCES[dtype]
 
 
-def _as_tensor(x: Any) -> torch.Tensor:
+def as_tensor(x: Any) -> torch.Tensor:
+    """x as a detached tensor (numpy arrays and numbers are converted)."""
     if isinstance(x, torch.Tensor):
         return x.detach()
     return torch.as_tensor(np.asarray(x))
@@ -61,11 +68,13 @@ def describe(x: Any) -> str:
         return f"sparse {x.format}{x.shape}"
     if isinstance(x, (tuple, list)):
         return "(" + ", ".join(describe(v) for v in x) + ")"
+    if callable(x):
+        return "a function"
     text = repr(x)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def assert_close(actual: Any, expected: Any, *, dtype: torch.dtype | None = None,
+def assert_close(actual: Any, expected: Any, *, dtype: torch.dtype | np.dtype | None = None,
                  atol: float | None = None, rtol: float | None = None,
                  baseline: Any = None, what: str = "output") -> None:
     """|actual - expected| <= atol + rtol*|expected| elementwise (table tolerances by dtype).
@@ -74,7 +83,7 @@ def assert_close(actual: Any, expected: Any, *, dtype: torch.dtype | None = None
     ``baseline`` (the same computation done plainly in the low dtype), the rule is instead
     max|actual - expected| <= LOWP_FACTOR * max|baseline - expected| + atol.
     """
-    a, e = _as_tensor(actual), _as_tensor(expected)
+    a, e = as_tensor(actual), as_tensor(expected)
     if a.shape != e.shape:
         raise AssertionError(f"{what}: shape {tuple(a.shape)}, expected {tuple(e.shape)}")
     tol = tolerance(dtype if dtype is not None else a.dtype)
@@ -97,7 +106,7 @@ def assert_close(actual: Any, expected: Any, *, dtype: torch.dtype | None = None
     err = torch.zeros_like(a64)
     err[finite] = (a64[finite] - e64[finite]).abs()
     if baseline is not None:
-        b64 = _as_tensor(baseline).to(torch.float64).cpu()
+        b64 = as_tensor(baseline).to(torch.float64).cpu()
         base_err = (b64 - e64)[finite].abs().max().item() if finite.any() else 0.0
         bound = LOWP_FACTOR * base_err + atol
         worst = err.max().item()
@@ -115,55 +124,107 @@ def assert_close(actual: Any, expected: Any, *, dtype: torch.dtype | None = None
             f"expected {e64[idx].item():.6g}); tolerance atol={atol:g}, rtol={rtol:g}")
 
 
-@dataclass
-class Case:
-    """One input to a checker: a label a student can read, and the arguments."""
-
-    label: str
-    args: tuple
-    kwargs: dict = field(default_factory=dict)
-    hint: str = ""  # said when this case fails and no known misconception matches
-
-
-@dataclass
-class Misconception:
-    """A known wrong implementation and the hint that names its mistake."""
-
-    hint: str
-    fn: Callable
-
-
-def misconceptions(variant: Callable, hints: dict[str, str]) -> list[Misconception]:
-    """One Misconception per named mistake: ``variant(..., mistake=name)`` with that mistake's hint."""
-    return [Misconception(hint, lambda *a, m=m, **kw: variant(*a, mistake=m, **kw))
-            for m, hint in hints.items()]
+DTYPE_HINT = ("the output must have the input's dtype: compute in float32 if you like, then "
+              "cast back with .to(x.dtype)")
+NUMPY_DTYPE_HINT = "return float64 results (the dtype of the inputs): use np.float64 arrays throughout"
 
 
 def compare_outputs(out: Any, expected: Any) -> None:
-    """Default comparison: same type and structure, then ``assert_close`` leaf by leaf."""
+    """Default comparison: same type, structure and dtype, then ``assert_close`` leaf by leaf.
+
+    A numpy result must have the reference's dtype and is judged at that dtype's tolerance.
+    """
     if isinstance(expected, (tuple, list)):
         if not isinstance(out, (tuple, list)) or len(out) != len(expected):
             raise AssertionError(f"returned {describe(out)}, expected a tuple of "
                                  f"{len(expected)}: {describe(expected)}")
         for i, (o, e) in enumerate(zip(out, expected)):
-            compare_outputs_leaf(o, e, what=f"output[{i}]")
+            compare_leaf(o, e, what=f"output[{i}]")
         return
-    compare_outputs_leaf(out, expected, what="output")
+    compare_leaf(out, expected, what="output")
 
 
-def compare_outputs_leaf(out: Any, expected: Any, what: str) -> None:
+def compare_leaf(out: Any, expected: Any, what: str) -> None:
+    """One output against one expected tensor, array or number."""
     if isinstance(expected, torch.Tensor):
         if not isinstance(out, torch.Tensor):
             raise AssertionError(f"{what}: returned {type(out).__name__}, expected a torch.Tensor")
         if out.dtype != expected.dtype:
-            raise AssertionError(f"{what}: dtype {out.dtype}, expected {expected.dtype}")
+            raise DtypeMismatch(f"{what}: dtype {out.dtype}, expected {expected.dtype}")
+        assert_close(out, expected, what=what)
     elif isinstance(expected, np.ndarray):
-        if isinstance(out, torch.Tensor) or not hasattr(out, "shape"):
+        if isinstance(out, torch.Tensor) or not isinstance(out, np.ndarray):
             raise AssertionError(f"{what}: returned {type(out).__name__}, expected a numpy array")
-    assert_close(out, expected, what=what)
+        if out.dtype != expected.dtype:
+            raise DtypeMismatch(f"{what}: dtype {out.dtype}, expected {expected.dtype}")
+        assert_close(out, expected, dtype=expected.dtype, what=what)
+    else:
+        assert_close(out, expected, what=what)
 
 
-def _clone(x: Any) -> Any:
+class DtypeMismatch(AssertionError):
+    """The result has the wrong dtype (judged before its values)."""
+
+
+# ------------------------------------------------------------------------ inputs as data
+
+class Record:
+    """Placeholder argument: the evaluator passes a function that records every call's arguments."""
+
+    def __repr__(self) -> str:
+        return "a callback"
+
+
+RECORD = Record()
+
+
+@dataclass
+class Case:
+    """One input to a checker: a label a student can read, the arguments, and the property it tests.
+
+    ``hint`` states the property this case isolates; it is said when the case fails and no
+    probe names a more specific mistake, so it must be true whatever the mistake is.
+    """
+
+    label: str
+    args: tuple
+    kwargs: dict = field(default_factory=dict)
+    hint: str = ""
+
+
+@dataclass
+class Probe:
+    """An input that isolates one property, and the test that says the student's function violates it.
+
+    ``violated(outcome, probe)`` returns a non-empty observation (or True) when the property fails
+    on this input; ``hint`` then names the mistake. Probes are examined in order.
+    """
+
+    label: str
+    args: tuple
+    kwargs: dict
+    hint: str
+    violated: Callable[["Outcome", "Probe"], Any]
+
+
+@dataclass
+class Outcome:
+    """What the student's function did on one input, as plain data (tensors, arrays, numbers, text)."""
+
+    value: Any = None
+    error: str = ""  # "ZeroDivisionError: division by zero" when the function raised
+    frames: str = ""  # the student's own traceback frames
+    not_implemented: bool = False
+    modified: bool = False  # changed one of its inputs in place
+    calls: list = field(default_factory=list)  # arguments of each call of a RECORD callback
+
+    @property
+    def ok(self) -> bool:
+        return not (self.error or self.not_implemented)
+
+
+def clone(x: Any) -> Any:
+    """A deep copy of an argument (tensors, arrays, sparse matrices, tuples)."""
     if isinstance(x, torch.Tensor):
         return x.clone()
     if isinstance(x, np.ndarray):
@@ -171,22 +232,26 @@ def _clone(x: Any) -> Any:
     if hasattr(x, "copy") and hasattr(x, "format"):  # scipy.sparse
         return x.copy()
     if isinstance(x, tuple):
-        values = [_clone(v) for v in x]
+        values = [clone(v) for v in x]
         return type(x)(*values) if hasattr(x, "_fields") else tuple(values)  # keep namedtuples
+    if isinstance(x, list):
+        return [clone(v) for v in x]
     return x
 
 
 def _same(x: Any, y: Any) -> bool:
     if isinstance(x, torch.Tensor):
-        return torch.equal(x, y) or bool(torch.isnan(x).any() and torch.equal(x.nan_to_num(), y.nan_to_num()))
+        return x.shape == y.shape and (torch.equal(x, y) or torch.equal(x.nan_to_num(), y.nan_to_num()))
     if isinstance(x, np.ndarray):
-        return np.array_equal(x, y, equal_nan=x.dtype.kind == "f")
+        return x.shape == y.shape and np.array_equal(x, y, equal_nan=x.dtype.kind in "fc")
     if hasattr(x, "format") and hasattr(x, "toarray"):
-        return (x != y).nnz == 0
+        return x.shape == y.shape and (x != y).nnz == 0
+    if isinstance(x, tuple):
+        return all(_same(a, b) for a, b in zip(x, y))
     return True
 
 
-def _is_not_implemented(err: BaseException) -> bool:
+def is_not_implemented(err: BaseException) -> bool:
     """True for NotImplementedError, also when a kernel compiler wrapped it."""
     seen = 0
     while err is not None and seen < 10:
@@ -197,98 +262,170 @@ def _is_not_implemented(err: BaseException) -> bool:
     return False
 
 
-def run_checker(name: str, fn: Callable, cases: Sequence[Case], reference: Callable,
-                misconceptions: Sequence[Misconception] = (),
-                compare: Callable[[Any, Any], None] = compare_outputs) -> None:
-    """Check ``fn`` against ``reference`` on every case; print the pass line or raise.
-
-    A blank exercise (NotImplementedError) prints the 'not implemented yet' line and
-    returns, so the rest of the notebook still runs. A wrong answer raises AssertionError
-    naming the case, the input shapes, the worst error and a hint.
-    """
-    if not callable(fn):
-        raise TypeError(f"check.{name} takes your function itself, e.g. check.{name}({name}), "
-                        f"not {type(fn).__name__}")
-    for i, case in enumerate(cases, 1):
-        header = f"{name}: case {i}/{len(cases)} ({case.label}) failed\n  inputs: " + \
-            ", ".join(describe(a) for a in case.args)
-        if case.kwargs:
-            header += ", " + ", ".join(f"{k}={describe(v)}" for k, v in case.kwargs.items())
-        args = tuple(_clone(a) for a in case.args)
-        try:
-            out = fn(*args, **case.kwargs)
-        except Exception as err:  # noqa: BLE001 - a student's code may raise anything
-            if _is_not_implemented(err):
-                print(NOT_IMPLEMENTED.format(name=name))
-                return
-            where = traceback.format_exception_only(type(err), err)[-1].strip()
-            hint = _diagnose_error(err, case, misconceptions) or case.hint or \
-                "run it on the inputs above to see where it breaks"
-            raise AssertionError(f"{header}\n  your function raised {where}\n  hint: {hint}") from err
-        if not all(_same(a, b) for a, b in zip(args, case.args)):
-            raise AssertionError(f"{header}\n  your function modified its input in place\n"
-                                 f"  hint: work on a copy; the caller's arrays must stay as they were")
-        expected = reference(*case.args, **case.kwargs)
-        try:
-            compare(out, expected)
-        except AssertionError as err:
-            hint = _diagnose(fn, out, case, cases, misconceptions, compare, expected) or case.hint
-            if not hint and "dtype" in str(err):
-                hint = DTYPE_HINT
-            hint = hint or "compare your code with the definition in the text above, line by line"
-            raise AssertionError(f"{header}\n  {err}\n  hint: {hint}") from None
-    print(PASS.format(name=name, n=len(cases)))
+_LIBRARY_DIRS = tuple({os.path.dirname(os.path.dirname(os.path.abspath(__file__))),  # labkit/
+                       sys.prefix, sys.base_prefix, sys.exec_prefix})
 
 
-DTYPE_HINT = ("the output must have the input's dtype: compute in float32 if you like, then "
-              "cast back with .to(x.dtype)")
+def student_frames(err: BaseException) -> str:
+    """The traceback lines of ``err`` that lie in the student's own code (none of labkit's or a library's)."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__)
+              if not os.path.abspath(f.filename).startswith(_LIBRARY_DIRS)]
+    return "".join(traceback.format_list(frames)).rstrip()
 
 
-def _call(fn: Callable, case: Case) -> Any:
-    return fn(*(_clone(a) for a in case.args), **case.kwargs)
-
-
-def _agrees(compare: Callable, out: Any, other: Any) -> bool:
+def evaluate(fn: Callable, args: tuple, kwargs: dict) -> Outcome:
+    """Run ``fn`` on copies of the arguments and describe what it did, as data."""
+    calls: list = []
+    recorder = lambda *a, **k: calls.append(clone(a[0] if len(a) == 1 and not k else a))  # noqa: E731
+    call_args = tuple(recorder if a is RECORD else clone(a) for a in args)
+    call_kwargs = {k: recorder if v is RECORD else clone(v) for k, v in kwargs.items()}
     try:
-        compare(out, other)
+        value = fn(*call_args, **call_kwargs)
+    except Exception as err:  # noqa: BLE001 - a student's code may raise anything
+        if is_not_implemented(err):
+            return Outcome(not_implemented=True)
+        error = traceback.format_exception_only(type(err), err)[-1].strip()
+        return Outcome(error=error, frames=student_frames(err), calls=calls)
+    modified = not all(_same(a, b) for a, b in zip(call_args, args) if b is not RECORD) or \
+        not all(_same(call_kwargs[k], v) for k, v in kwargs.items() if v is not RECORD)
+    return Outcome(value=value, modified=modified, calls=calls)
+
+
+# ---------------------------------------------------------------------------- judgement
+
+class CheckFailed(AssertionError):
+    """A failed check, shown short: the case, its inputs, what went wrong and the hint.
+
+    IPython shows ``_render_traceback_()`` instead of a traceback, so no labkit frame and no
+    checker source reaches the student; the student's own frames are shown when their code raised.
+    """
+
+    def __init__(self, name: str, lines: list[str], hint: str):
+        self.name, self.lines, self.hint = name, lines, hint
+        super().__init__("\n".join(lines + [f"  hint: {hint}"]))
+
+    def _render_traceback_(self) -> list[str]:
+        return str(self).split("\n")
+
+
+@dataclass
+class Verdict:
+    """A checker's judgement: passed, not implemented, or failed with its message and hint."""
+
+    status: str  # "passed", "not implemented" or "failed"
+    message: str
+    hint: str = ""
+
+
+@dataclass
+class Checker:
+    """Cases, probes and the judgement of one exercise: ``Checker(...).check(fn)`` in a notebook.
+
+    ``reference(*args, **kwargs)`` gives what ``compare(out, expected)`` judges against;
+    ``prepare(fn)`` adapts the student's function before it runs (e.g. to the course device).
+    """
+
+    name: str
+    cases: Sequence[Case]
+    reference: Callable
+    probes: Sequence[Probe] = ()
+    compare: Callable[[Any, Any], None] = compare_outputs
+    prepare: Callable[[Callable], Callable] | None = None
+    dtype_hint: str = DTYPE_HINT
+
+    def inputs(self) -> list[tuple[tuple, dict]]:
+        """Every input the student's function is run on: the cases, then the probes."""
+        return [(c.args, c.kwargs) for c in self.cases] + [(p.args, p.kwargs) for p in self.probes]
+
+    def check(self, fn: Callable) -> None:
+        """Print the pass line or the 'not implemented yet' line, or raise CheckFailed."""
+        if not callable(fn):
+            raise TypeError(f"check.{self.name} takes your function itself, e.g. "
+                            f"check.{self.name}({self.name}), not {type(fn).__name__}")
+        run = self.prepare(fn) if self.prepare else fn
+        cache: dict[int, Outcome] = {}
+
+        def outcome(i: int) -> Outcome:
+            if i not in cache:
+                args, kwargs = self.inputs()[i]
+                cache[i] = evaluate(run, args, kwargs)
+            return cache[i]
+        verdict = self.judge(outcome)
+        if verdict.status == "failed":
+            raise CheckFailed(self.name, verdict.message.split("\n"), verdict.hint)
+        print(verdict.message)
+
+    def judge(self, outcome: Callable[[int], Outcome]) -> Verdict:
+        """The verdict from ``outcome(i)``, what the function did on ``inputs()[i]``."""
+        n = len(self.cases)
+        for i, case in enumerate(self.cases):
+            got = outcome(i)
+            if got.not_implemented:
+                return Verdict("not implemented", NOT_IMPLEMENTED.format(name=self.name))
+            head = [FAIL_HEAD.format(name=self.name, i=i + 1, n=n, label=case.label),
+                    "  inputs: " + ", ".join([describe(a) for a in case.args] +
+                                             [f"{k}={describe(v)}" for k, v in case.kwargs.items()])]
+            if got.error:
+                raised = [f"  your function raised {got.error}"]
+                if got.frames:
+                    raised += ["  " + line for line in got.frames.split("\n")]
+                hint = self.diagnose(outcome) or case.hint or \
+                    "run your function on these inputs to see where it breaks"
+                return Verdict("failed", "\n".join(head + raised), hint)
+            if got.modified:
+                return Verdict("failed", "\n".join(head + ["  your function modified its input in place"]),
+                               "work on a copy; the caller's arrays must stay as they were")
+            try:
+                self.compare(got.value, self.reference(*case.args, **case.kwargs))
+            except DtypeMismatch as err:  # the dtype is judged first, and names itself
+                return Verdict("failed", "\n".join(head + [f"  {err}"]), self.dtype_hint)
+            except AssertionError as err:
+                hint = self.diagnose(outcome) or case.hint or \
+                    "no single mistake identified; compare your code with the definition above"
+                return Verdict("failed", "\n".join(head + [f"  {err}"]), hint)
+        return Verdict("passed", PASS.format(name=self.name, n=n))
+
+    def diagnose(self, outcome: Callable[[int], Outcome]) -> str:
+        """The hint of the first probe whose property the student's function violates ('' if none)."""
+        first = len(self.cases)
+        for j, probe in enumerate(self.probes):
+            got = outcome(first + j)
+            if got.not_implemented:
+                continue
+            try:
+                seen = probe.violated(got, probe)
+            except Exception:  # noqa: BLE001 - a malformed output cannot be probed
+                seen = False
+            if seen:
+                return probe.hint + (f" (seen: {seen})" if isinstance(seen, str) else "")
+        return ""
+
+
+CHECKERS: dict[str, Callable[[], Checker]] = {}
+
+
+def checker(build: Callable[[], Checker]) -> Callable[[Callable], None]:
+    """Turn a builder of a Checker into ``check.<name>(fn)``; the builder is registered for grading."""
+    CHECKERS[build.__name__] = build
+
+    def check(fn: Callable) -> None:
+        build().check(fn)
+    check.__name__ = check.__qualname__ = build.__name__
+    check.__doc__ = build.__doc__
+    check.__module__ = build.__module__
+    check.build = build
+    return check
+
+
+# ------------------------------------------------------------------ helpers for probes
+
+def agrees(out: Any, expected: Any, compare: Callable[[Any, Any], None] = compare_outputs) -> bool:
+    """True when ``compare`` accepts ``out`` against ``expected``."""
+    try:
+        compare(out, expected)
         return True
     except AssertionError:
         return False
-
-
-def _diagnose(fn: Callable, out: Any, failing: Case, cases: Sequence[Case],
-              misconceptions: Sequence[Misconception], compare: Callable, expected: Any) -> str:
-    """The hint of the misconception that explains the student's output best.
-
-    Candidates must reproduce the failing output (and differ from the reference there);
-    among them, the one that agrees with the student on the most cases wins.
-    """
-    candidates = []
-    for m in misconceptions:
-        try:
-            wrong = _call(m.fn, failing)
-        except Exception:  # noqa: BLE001 - a mutant may legitimately crash on some cases
-            continue
-        if not _agrees(compare, wrong, expected) and _agrees(compare, out, wrong):
-            candidates.append(m)
-    if len(candidates) <= 1:
-        return candidates[0].hint if candidates else ""
-    student = {}
-    for case in cases:
-        try:
-            student[id(case)] = out if case is failing else _call(fn, case)
-        except Exception:  # noqa: BLE001
-            student[id(case)] = None
-
-    def score(m: Misconception) -> int:
-        total = 0
-        for case in cases:
-            try:
-                total += student[id(case)] is not None and _agrees(compare, student[id(case)], _call(m.fn, case))
-            except Exception:  # noqa: BLE001
-                pass
-        return total
-    return max(candidates, key=score).hint  # max keeps the first of equal scores
 
 
 def on_course_device(fn: Callable) -> Callable:
@@ -298,23 +435,9 @@ def on_course_device(fn: Callable) -> Callable:
     """
     from labkit.device import DEVICE
 
-    if not callable(fn):
-        return fn  # run_checker explains what it wants
-
     def moved(*args, **kwargs):
         to = lambda t: t.to(DEVICE) if isinstance(t, torch.Tensor) else t  # noqa: E731
         out = fn(*map(to, args), **{k: to(v) for k, v in kwargs.items()})
         back = lambda t: t.cpu() if isinstance(t, torch.Tensor) else t  # noqa: E731
         return type(out)(map(back, out)) if isinstance(out, tuple) else back(out)
     return moved
-
-
-def _diagnose_error(err: BaseException, case: Case, misconceptions: Sequence[Misconception]) -> str:
-    """The hint of the first misconception that raises the same error on this case."""
-    for m in misconceptions:
-        try:
-            m.fn(*(_clone(a) for a in case.args), **case.kwargs)
-        except Exception as wrong:  # noqa: BLE001
-            if type(wrong) is type(err) and str(wrong) == str(err):
-                return m.hint
-    return ""

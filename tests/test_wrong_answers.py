@@ -1,0 +1,39 @@
+"""Every checker rejects wrong answers written independently of it, with a hint that names the mistake.
+
+The wrong answers (tests/wrong_answers_*.py) were written by people who had not read the checkers:
+the mistakes students make, not the ones the checkers were built around.
+"""
+import pytest
+
+import labkit  # noqa: F401  (turns on the Triton interpreter without CUDA)
+from labkit import check
+from labkit.check.core import CheckFailed
+
+from wrong_answers_attention import WRONG as ATTENTION
+from wrong_answers_linsys import WRONG as LINSYS
+from wrong_answers_softmax import WRONG as SOFTMAX
+
+WRONG = SOFTMAX + ATTENTION + LINSYS
+
+
+def verdict(wrong) -> str:
+    """The hint the checker gives for ``wrong`` ('' if it passed it)."""
+    try:
+        getattr(check, wrong.exercise)(wrong.fn)
+    except CheckFailed as err:
+        return err.hint
+    return ""
+
+
+def test_every_exercise_has_at_least_four_independent_wrong_answers():
+    from labkit.check.core import CHECKERS
+    counts = {name: sum(w.exercise == name for w in WRONG) for name in CHECKERS}
+    assert all(n >= 4 for n in counts.values()), counts
+
+
+@pytest.mark.parametrize("wrong", WRONG, ids=repr)
+def test_wrong_answer_is_rejected_with_a_hint_that_names_it(wrong, capsys):
+    hint = verdict(wrong)
+    printed = capsys.readouterr().out
+    assert hint, f"passed as right ({printed.strip()!r}): {wrong.mistake}"
+    assert wrong.named_by(hint), f"the hint {hint!r} does not name the mistake: {wrong.mistake}"

@@ -29,6 +29,8 @@ from labkit.student import _HEADING, _RAISE, _source, notebook_number
 PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not attempted"
 KERNEL = "python3"
 _CHECK_CALL = re.compile(r"\bcheck\.(\w+)\s*\(")
+_COMPILE_ERRORS = {"SyntaxError", "IndentationError", "TabError"}  # the cell never ran
+_CHECK_FAILURES = {"AssertionError", "CheckFailed"}  # a checker's verdict (CheckFailed: labkit.check's short form)
 
 COURSE_NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"  # the solved originals
 
@@ -120,15 +122,43 @@ def _line_pattern(template: str, name: str | None) -> re.Pattern:
 
 def _error_summary(output: NotebookNode) -> str:
     first = _first_line(output.evalue)
-    if output.ename == "AssertionError":
+    if output.ename in _CHECK_FAILURES:
         hint = next((line.strip()[5:].strip() for line in str(output.evalue).split("\n")
                      if line.strip().startswith("hint:")), "")
         return f"{hint} [{first}]" if hint and first else hint or first or "AssertionError"
     return f"{output.ename}: {first}" if first else output.ename
 
 
-def _verdict(run: Execution, cells: list[NotebookNode], index: int, start: int,
-             name: str | None) -> tuple[str, str]:
+def _defines(source: str, name: str) -> bool:
+    """Whether a cell's top level defines ``name`` (def, class or assignment), read as text so
+    that a cell with a SyntaxError still counts."""
+    n = re.escape(name)
+    return bool(re.search(rf"^(?:async[ \t]+def|def|class)[ \t]+{n}\b|^{n}[ \t]*(?::[^=\n]*)?=(?!=)",
+                          source, re.M))
+
+
+def _exercise_of(cells: list[NotebookNode], index: int, name: str | None) -> int | None:
+    """The exercise cell the check at ``index`` judges: the nearest one above it that defines
+    ``name`` (not merely the nearest exercise: the solved notebook's check cells run at the end)."""
+    if name is None:
+        return None
+    return next((i for i in range(index - 1, -1, -1) if cells[i].cell_type == "code"
+                 and "exercise" in _tags(cells[i]) and _defines(_source(cells[i]), name)), None)
+
+
+def _compile_error(cell: NotebookNode, output: NotebookNode) -> str:
+    """'SyntaxError: invalid syntax (line 2: `return x x`)' for the exercise cell that raised it."""
+    first = _first_line(output.evalue)
+    where = re.fullmatch(r"(.*?)\s*\([^()]*, line (\d+)\)", first)
+    if not where:
+        return f"{output.ename}: {first}" if first else output.ename
+    message, line = where.group(1), int(where.group(2))
+    lines = _source(cell).split("\n")
+    code = f": `{_first_line(lines[line - 1], 80)}`" if 0 < line <= len(lines) and lines[line - 1].strip() else ""
+    return f"{output.ename}: {message} (line {line}{code})"
+
+
+def _verdict(run: Execution, cells: list[NotebookNode], index: int, name: str | None) -> tuple[str, str]:
     cell = cells[index]
     stop = run.died_at if run.died_at is not None else run.stuck_at
     if stop is not None and index >= stop:
@@ -143,15 +173,17 @@ def _verdict(run: Execution, cells: list[NotebookNode], index: int, start: int,
         return FAILED, "the check cell is empty"
     errors = [o for o in cell.outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+    owner = _exercise_of(cells, index, name)
+    owner_errors = [o for o in cells[owner].get("outputs", []) if o.output_type == "error"] if owner is not None else []
+    if owner_errors and owner_errors[0].ename in _COMPILE_ERRORS:  # the student's code never ran
+        return FAILED, _compile_error(cells[owner], owner_errors[0])
     if errors:
         detail = _error_summary(errors[0])
-        if errors[0].ename != "AssertionError":
-            for i in range(start, index):
-                above = [o for o in cells[i].get("outputs", []) if o.output_type == "error"]
-                if "exercise" in _tags(cells[i]) and (above or i in run.timed_out):
-                    why = f"timed out after {run.timeout} s" if i in run.timed_out else _error_summary(above[0])
-                    detail += f" (the exercise cell above failed: {why})"
-                    break
+        if errors[0].ename not in _CHECK_FAILURES and owner is not None:
+            if owner in run.timed_out:
+                detail += f" (the exercise cell above failed: timed out after {run.timeout} s)"
+            elif owner_errors:
+                detail += f" (the exercise cell above failed: {_error_summary(owner_errors[0])})"
         return FAILED, detail
     if _line_pattern(PASS, name).search(text):
         return PASSED, ""
@@ -179,17 +211,16 @@ def check_labels(cells: list[NotebookNode], number: int | None = None) -> list[s
 def results_of(run: Execution, number: int | None = None,
                labels: list[str] | None = None) -> list[ExerciseResult]:
     """The verdict of every check cell (tag ``check``) of an executed notebook."""
-    cells, results, start = run.nb.cells, [], 0
+    cells, results = run.nb.cells, []
     labels = labels or check_labels(cells, number)
     for index, cell in enumerate(cells):
         if cell.cell_type != "code" or "check" not in _tags(cell):
             continue
         call = _CHECK_CALL.search(_source(cell))
         name = call.group(1) if call else None
-        status, detail = _verdict(run, cells, index, start, name)
+        status, detail = _verdict(run, cells, index, name)
         results.append(ExerciseResult(name or f"cell {index + 1}", labels[len(results)], status,
                                       detail, index + 1))
-        start = index + 1
     return results
 
 

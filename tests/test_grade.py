@@ -50,11 +50,57 @@ def test_verdicts_are_read_from_the_check_cells_outputs():
     assert [(r.status, r.detail) for r in grade.results_of(run)] == [
         ("failed", "NameError: name 'check' is not defined"), ("failed", "timed out after 5 s")]
     run = _executed(([_stream(TRITON_MISSING)], [_error("NameError", "name 'square' is not defined")]))
-    run.nb.cells[6].outputs = [_error("SyntaxError", "invalid syntax (3 line 2)")]
+    run.nb.cells[6].source = "def square(x):\n    return x x"
+    run.nb.cells[6].outputs = [_error("SyntaxError", "invalid syntax (423274432.py, line 2)")]
     assert [(r.status, r.detail) for r in grade.results_of(run)] == [
         ("not attempted", "skipped: Triton is not installed here"),
-        ("failed", "NameError: name 'square' is not defined "
-                   "(the exercise cell above failed: SyntaxError: invalid syntax (3 line 2))")]
+        ("failed", "SyntaxError: invalid syntax (line 2: `return x x`)")]  # not the check's NameError
+    run = _executed(([_stream(PASS.format(name="double", n=2))], [_error("NameError", "name 'np' is not defined")]))
+    run.nb.cells[6].outputs = [_error("NameError", "name 'np' is not defined")]
+    assert grade.results_of(run)[1].detail == ("NameError: name 'np' is not defined "
+                                               "(the exercise cell above failed: NameError: name 'np' is not defined)")
+
+
+def test_a_failed_check_blames_only_the_exercise_cell_that_defines_the_checked_name():
+    """The solved notebook's check cells run at the end, after every exercise: a check whose
+    function is missing must not be blamed on some other broken exercise."""
+    submission = course(square_cell=code("def square(x):\n    return x x", "exercise"))
+    submission.cells[3].source = "def doubled(x):\n    return 2 * x"  # misnamed: double is not defined
+    nb = grade.with_canonical_checks(submission, course())
+    assert [c.source for c in nb.cells[-2:]] == ["check.double(double)", "check.square(square)"]
+    nb.cells[5].outputs = [_error("SyntaxError", "invalid syntax (4086266472.py, line 2)")]
+    nb.cells[-2].outputs = [_error("NameError", "name 'double' is not defined")]
+    nb.cells[-1].outputs = [_error("NameError", "name 'square' is not defined")]
+    assert [(r.name, r.status, r.detail) for r in grade.results_of(grade.Execution(nb, timeout=5))] == [
+        ("double", "failed", "NameError: name 'double' is not defined"),
+        ("square", "failed", "SyntaxError: invalid syntax (line 2: `return x x`)")]
+    # A timed-out exercise is blamed by its own check only, wherever the check cells are.
+    nb.cells[5].source, nb.cells[5].outputs = "def square(x):\n    while True: pass", []
+    nb.cells[3].source = "def double(x):\n    return 2 * x"
+    nb.cells[-2].outputs = [_stream(PASS.format(name="double", n=2))]
+    run = grade.Execution(nb, timeout=5, timed_out={5})
+    assert [r.detail for r in grade.results_of(run)] == [
+        "", "NameError: name 'square' is not defined (the exercise cell above failed: timed out after 5 s)"]
+
+
+def test_every_course_check_is_judged_against_the_exercise_cell_just_above_it():
+    from pathlib import Path
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        cells = nbformat.read(path, as_version=4).cells
+        for i, cell in enumerate(cells):
+            if "check" in cell.metadata.get("tags", []):
+                above = max(j for j in range(i) if cells[j].cell_type == "code")
+                name = grade._CHECK_CALL.search(cell.source).group(1)
+                assert grade._exercise_of(cells, i, name) == above, f"{path.name}, cell {i + 1}"
+
+
+@pytest.mark.parametrize("source, defines", [
+    ("def square(x):\n    return x x", True), ("async def square(x): ...", True), ("class square:\n    pass", True),
+    ("square = lambda x: x * x", True), ("square: object = None", True), ("def squared(x): ...", False),
+    ("square == 1", False), ("def f():\n    square = 1", False), ("# def square", False)])
+def test_which_cell_defines_the_checked_name(source, defines):
+    assert grade._defines(source, "square") is defines
 
 
 def test_verdicts_after_a_dead_or_stuck_kernel():
@@ -132,6 +178,20 @@ def test_grading_a_solved_notebook_passes_with_exit_0(tmp_path):
     rc, out = _grade_cli([str(tmp_path / "07_x.ipynb")])
     assert (rc, out) == (0, f"{tmp_path / '07_x.ipynb'}\n  Exercise 7.1 (double): passed\n"
                             "  Exercise 7.2 (square): passed\n  2/2 passed\n")
+
+
+def test_grading_blames_a_syntax_error_on_its_own_exercise_not_on_a_later_check(tmp_path):
+    """Graded against the solved notebook (its check cells run at the end): exercise 7.1's function
+    is misnamed, 7.2 has a SyntaxError. Each check reports its own exercise's problem."""
+    (tmp_path / "solutions").mkdir()
+    nbformat.write(course(setup=QUICK_SETUP), tmp_path / "solutions" / "07_x.ipynb")
+    submission = course(setup=QUICK_SETUP, square_cell=code("def square(x):\n    return x x", "exercise"))
+    submission.cells[3].source = "def doubled(x):\n    return 2 * x"
+    nbformat.write(submission, tmp_path / "07_x.ipynb")
+    results = grade.grade_notebook(tmp_path / "07_x.ipynb", timeout=30, solutions=tmp_path / "solutions")
+    assert [(r.label, r.name, r.status, r.detail) for r in results] == [
+        ("7.1", "double", "failed", "NameError: name 'double' is not defined"),
+        ("7.2", "square", "failed", "SyntaxError: invalid syntax (line 2: `return x x`)")]
 
 
 def test_grading_a_blank_copy_reports_not_attempted_with_exit_1(tmp_path):

@@ -1,0 +1,110 @@
+"""Tests for labkit.check.outcomes: outcomes survive torch.save / torch.load(weights_only=True)
+exactly, anything else is refused, and the harvest records missing, blank and working functions."""
+from __future__ import annotations
+
+import collections
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from labkit.check import core
+from labkit.check import outcomes as oc
+
+Pair = collections.namedtuple("Pair", ["m", "d"])
+
+
+class Weird:
+    pass
+
+
+def _same(a, b):
+    if isinstance(a, torch.Tensor):
+        return type(b) is torch.Tensor and a.dtype == b.dtype and a.shape == b.shape and \
+            torch.equal(a.nan_to_num(), b.nan_to_num())
+    if isinstance(a, np.ndarray):
+        return type(b) is np.ndarray and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+    if isinstance(a, np.generic):
+        return type(b) is type(a) and (a == b or (a != a and b != b))
+    if isinstance(a, tuple) and hasattr(a, "_fields"):
+        return a._fields == b._fields and all(_same(x, y) for x, y in zip(a, b)) and b.m is b[0]
+    if isinstance(a, (tuple, list)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return type(b) is dict and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
+VALUES = [
+    None, True, 3, -2.5, float("inf"), "text ✔", 1 + 2j,
+    torch.randn(3, 5), torch.tensor([1.0, float("nan")], dtype=torch.float16), torch.arange(6).view(2, 3).t(),
+    torch.zeros(0, 4, dtype=torch.bfloat16), torch.tensor(True), torch.randn(2, requires_grad=True) * 2,
+    np.arange(12, dtype=np.float32).reshape(3, 4)[:, ::2], np.array([1, 2], dtype=">i4"), np.eye(3),
+    np.array([1 + 1j], dtype=np.complex64), np.float64(0.5), np.int32(7), np.array(2.0),
+    (torch.ones(2), np.zeros(2)), [1, [2, (3,)]], Pair(torch.ones(3), torch.zeros(3)), {"a": [1, 2]},
+]
+
+
+@pytest.mark.parametrize("value", VALUES, ids=lambda v: type(v).__name__)
+def test_values_survive_a_safe_round_trip(value, tmp_path):
+    expected = value.detach() if isinstance(value, torch.Tensor) else value
+    torch.save({"v": oc.encode(value)}, tmp_path / "v.pt")
+    back = oc.decode(torch.load(tmp_path / "v.pt", weights_only=True)["v"])
+    assert _same(expected, back), (expected, back)
+
+
+def test_other_types_become_an_unsupported_marker_that_fails_the_judgement(tmp_path):
+    for value, name in [(Weird(), "Weird"), (np.array(["a"]), "numpy <U1"), ({1: 2}, "dict"),
+                        (torch.ones(2).to_sparse(), "layout"), (lambda x: x, "function")]:
+        back = oc.decode(oc.encode(value))
+        assert isinstance(back, oc.Unsupported) and name in back.type_name
+    with pytest.raises(AssertionError):
+        core.compare_outputs(oc.Unsupported("Weird"), torch.ones(2))
+    deep = []
+    for _ in range(40):
+        deep = [deep]
+    assert "too deep" in repr(oc.decode(oc.encode(deep)))  # a marker, not a RecursionError
+
+
+def test_outcomes_files_round_trip_and_arbitrary_pickles_are_refused(tmp_path):
+    o = core.Outcome(value=Pair(np.ones(2), torch.ones(2)), calls=[torch.ones(1), (1, 2)], modified=True)
+    oc.save_outcomes(tmp_path, "merge_states", [o, core.Outcome(not_implemented=True),
+                                                core.Outcome(error="ValueError: no", frames="line 1")])
+    got, note = oc.load_outcomes(tmp_path, "merge_states")
+    assert note == "" and len(got) == 3 and got[0].modified and got[1].not_implemented
+    assert _same(o.value, got[0].value) and _same(o.calls, got[0].calls) and got[2].error == "ValueError: no"
+    oc.save_outcomes(tmp_path, "lu_factor", None, "no function named lu_factor")
+    assert oc.load_outcomes(tmp_path, "lu_factor") == (None, "no function named lu_factor")
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps({"format": oc.FORMAT, "name": "evil", "outcomes": [Evil()]}, protocol=2))
+    torch.save({"format": oc.FORMAT, "name": "fake", "note": "", "outcomes": [{"value": 1}]}, tmp_path / "fake.pt")
+    torch.save({"format": oc.FORMAT, "name": "other", "note": "", "outcomes": []}, tmp_path / "wrong.pt")
+    for name in ("evil", "fake", "wrong"):
+        with pytest.raises(oc.MalformedOutcomes):
+            oc.load_outcomes(tmp_path, name)
+    with pytest.raises(FileNotFoundError):
+        oc.load_outcomes(tmp_path, "absent")
+    with pytest.raises(ValueError):
+        oc.outcomes_path(tmp_path, "../x")
+
+
+def test_the_harvest_records_each_exercise_for_the_grader_to_judge(tmp_path):
+    def safe_softmax(x, dim=-1):
+        return torch.softmax(x, dim)
+
+    def logsumexp(x, dim=-1):
+        raise NotImplementedError("Exercise 2.2")
+    oc.harvest({"safe_softmax": "safe_softmax", "logsumexp": "logsumexp", "naive_softmax": "naive_softmax"},
+               {"safe_softmax": safe_softmax, "logsumexp": logsumexp}, tmp_path)
+    checker = core.CHECKERS["safe_softmax"]()
+    got, _ = oc.load_outcomes(tmp_path, "safe_softmax")
+    assert oc.judge_outcomes(checker, got).status == "passed"
+    got, _ = oc.load_outcomes(tmp_path, "logsumexp")
+    assert oc.judge_outcomes(core.CHECKERS["logsumexp"](), got).status == "not implemented"
+    assert oc.load_outcomes(tmp_path, "naive_softmax") == (None, "no function named naive_softmax in the notebook")
+    with pytest.raises(oc.MalformedOutcomes):
+        oc.judge_outcomes(checker, got[:1])

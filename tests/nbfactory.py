@@ -6,14 +6,15 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from labkit.check import PASS
 
-# A tiny exercise checked by labkit's real checker machinery (run_checker with a known mistake).
+# A tiny exercise checked by labkit's real checker engine (a Checker whose probe names a known mistake).
 # Importing it costs a kernel ~4 s (torch), so most grading tests use QUICK_SETUP below instead.
 SETUP = '''import types
-from labkit.check import Case, Misconception, run_checker
+from labkit.check.core import Case, Checker, Probe
+added_2 = Probe("zero", (0.0,), {}, "you added 2 instead of doubling", lambda o, p: o.value == 2.0)
 check = types.SimpleNamespace(
-    double=lambda fn: run_checker("double", fn, [Case("small", (3.0,)), Case("negative", (-1.5,))],
-                                  lambda x: 2 * x, [Misconception("you added 2 instead of doubling", lambda x: x + 2)]),
-    square=lambda fn: run_checker("square", fn, [Case("small", (3.0,))], lambda x: x * x))'''
+    double=lambda fn: Checker("double", [Case("small", (3.0,)), Case("negative", (-1.5,))],
+                              lambda x: 2 * x, [added_2]).check(fn),
+    square=lambda fn: Checker("square", [Case("small", (3.0,))], lambda x: x * x).check(fn))'''
 
 
 def code(source: str, *tags: str, outputs=(), count=None):

@@ -1,4 +1,4 @@
-"""Checkers for the softmax exercises of notebooks 01-03 (PyTorch and Triton)."""
+"""Checkers for the PyTorch softmax exercises of notebooks 00-03: cases, probes and the hints they give."""
 from __future__ import annotations
 
 import math
@@ -6,9 +6,7 @@ import math
 import torch
 
 from labkit import softmax as ref
-from labkit.check.core import (
-    DTYPE_HINT, Case, Misconception, assert_close, on_course_device, run_checker,
-)
+from labkit.check.core import Case, Checker, Probe, assert_close, checker
 
 # ---------------------------------------------------------------------------- inputs
 
@@ -26,108 +24,126 @@ def _ascending(rows: int, cols: int, seed: int) -> torch.Tensor:
     return (base + 0.5 * torch.randn(rows, cols, generator=g, dtype=torch.float64)).float()
 
 
-def _mixed_scales(seed: int) -> torch.Tensor:
-    """Rows centred at very different values: one global max underflows the low rows."""
-    x = _randn(4, 9, seed=seed)
-    return x + torch.tensor([[-300.0], [0.0], [150.0], [300.0]])
+def _rows_at(*centres: float, seed: int, cols: int = 9) -> torch.Tensor:
+    """One random row per centre: rows at very different scales."""
+    return _randn(len(centres), cols, seed=seed) + torch.tensor(centres).unsqueeze(1)
 
 
-# ----------------------------------------------------------- misconceptions (mutants)
+NONSQUARE = _randn(3, 5, seed=90)  # rows and columns differ, so a wrong axis cannot pass or broadcast
 
 
-def _exp_only(x, dim=-1, *_, **__):
-    return torch.exp(x.float()).to(x.dtype)
+# ----------------------------------------------------- observations on a probe's output
 
 
-def _exp_shifted(x, dim=-1, *_, **__):
-    return torch.exp(x.float() - x.float().amax(dim=dim, keepdim=True)).to(x.dtype)
+def _out(outcome) -> torch.Tensor:
+    """The student's output as a float64 tensor (a malformed output raises: the probe is skipped)."""
+    return outcome.value.detach().double()
 
 
-def _last_dim_always(f):
-    return lambda x, dim=-1, *a, **k: f(x, -1)
+def _ones(t: torch.Tensor, tol: float = 1e-3) -> bool:
+    return bool(torch.isfinite(t).all() and (t - 1).abs().max() <= tol)
 
 
-def _no_keepdim(x, dim=-1, *_, **__):
-    e = torch.exp(x.float() - x.float().amax(dim=dim, keepdim=True))
-    return (e / e.sum(dim=dim)).to(x.dtype)  # broadcasts the sums along the wrong axis
+def _shown(t: torch.Tensor) -> str:
+    return ", ".join(f"{v:.3g}" for v in t.flatten()[:4].tolist()) + (", ..." if t.numel() > 4 else "")
 
 
-def _float32_out(f):
-    return lambda x, dim=-1, *a, **k: f(x.float(), dim)
+def _error_says(text: str, seen: str):
+    return lambda o, p: text in o.error and seen
 
 
-def _global_max(x, dim=-1, *_, **__):
-    e = torch.exp(x.float() - x.float().max())
-    return (e / e.sum(dim=dim, keepdim=True)).to(x.dtype)
+def _shape_changed(o, p):
+    x = p.args[0]
+    return tuple(o.value.shape) != tuple(x.shape) and \
+        f"output shape {tuple(o.value.shape)} for an input of shape {tuple(x.shape)}"
 
 
-def _min_subtracted(x, dim=-1, *_, **__):
-    e = torch.exp(x.float() - x.float().amin(dim=dim, keepdim=True))
-    return (e / e.sum(dim=dim, keepdim=True)).to(x.dtype)
+def _other_axis(o, p):
+    out, dim = _out(o), p.kwargs["dim"] % o.value.dim()
+    other = 1 - dim
+    return not _ones(out.sum(dim)) and _ones(out.sum(other)) and \
+        f"with dim={dim} the slices along dim {other} sum to 1; those along dim {dim} sum to {_shown(out.sum(dim))}"
 
 
-def _online_variant(x, dim=-1, block_size=ref.DEFAULT_BLOCK, *, rescale="right",
-                    second_pass="final"):
-    """Online softmax with one deliberate mistake: rescale in {'right', 'none', 'inverted', 'nomax'}."""
-    xt = x.float().movedim(dim, -1)
-    n = xt.shape[-1]
-    m_i = torch.full(xt.shape[:-1], -math.inf)
-    l_i = torch.zeros(xt.shape[:-1])
-    parts = []
-    for s in range(0, n, block_size):
-        b = xt[..., s:s + block_size]
-        if rescale == "nomax":
-            l_i = l_i + torch.exp(b).sum(-1)
-            m_i = torch.zeros_like(m_i)
-            parts.append((b, m_i.clone()))
-            continue
-        m_new = torch.maximum(m_i, b.amax(-1))
-        factor = {"right": torch.exp(m_i - m_new), "none": torch.ones_like(m_i),
-                  "inverted": torch.exp(m_new - m_i).nan_to_num(posinf=0.0)}[rescale]
-        l_i = l_i * factor + torch.exp(b - m_new.unsqueeze(-1)).sum(-1)
-        m_i = m_new
-        parts.append((b, m_i.clone()))
-    if second_pass == "running":  # normalise each block with the max seen so far
-        out = torch.cat([torch.exp(b - m.unsqueeze(-1)) for b, m in parts], -1) / l_i.unsqueeze(-1)
-    else:
-        out = torch.exp(xt - m_i.unsqueeze(-1)) / l_i.unsqueeze(-1)
-    return out.movedim(-1, dim).to(x.dtype)
+def _whole_tensor(o, p):
+    out = _out(o)
+    return not _ones(out.sum(-1)) and abs(out.sum().item() - 1) < 1e-3 and \
+        "the whole tensor sums to 1, its rows do not"
 
 
-def _lse_no_max(x, dim=-1):
-    return torch.log(torch.exp(x.float()).sum(dim)).to(x.dtype)
+def _not_normalised(o, p):
+    out = _out(o)
+    sums = out.sum(-1)
+    if _ones(sums):
+        return False
+    seen = f"rows sum to {_shown(sums)}"
+    if torch.isfinite(out).all() and (out.amax(-1) - 1).abs().max() < 1e-3:
+        seen += "; each row's largest value is 1"
+    elif _ones(sums / out.shape[-1]):
+        seen += f", the row length {out.shape[-1]}"
+    return seen
 
 
-def _lse_max_not_added(x, dim=-1):
-    m = x.float().amax(dim, keepdim=True)
-    return torch.log(torch.exp(x.float() - m).sum(dim)).to(x.dtype)
+def _nonfinite(o, p):
+    out = _out(o)
+    return not torch.isfinite(out).all() and f"output holds {_shown(out[~torch.isfinite(out)])}"
 
 
-def _lse_keepdim(x, dim=-1):
-    return ref.logsumexp(x, dim).unsqueeze(dim)
+def _top_row_only(reference):
+    """Rows at very different scales: the top row right, the bottom one lost (NaN, 0 or wrong)."""
+    def violated(o, p):
+        out, want = _out(o), reference(*p.args, **p.kwargs).double()
+        ok = [bool(torch.allclose(out[i], want[i], rtol=1e-3, atol=1e-5)) for i in (0, -1)]
+        return ok[1] and not ok[0] and f"the row around {p.args[0][-1].mean():.0f} is right, the row " \
+            f"around {p.args[0][0].mean():.0f} gives {_shown(out[0])}"
+    return violated
 
 
-def _lse_unguarded(x, dim=-1):
-    m = x.float().amax(dim, keepdim=True)
-    return (m.squeeze(dim) + torch.log(torch.exp(x.float() - m).sum(dim))).to(x.dtype)
+def _probe(label, x, hint, violated, **kwargs) -> Probe:
+    return Probe(label, (x,), kwargs, hint, violated)
 
 
-_WRONG_DIM = "normalised along the wrong dimension: reduce over the `dim` argument, not always the last one"
-_NOT_NORMALISED = "output not normalised: divide exp(x) by its sum over `dim`, so each row sums to 1"
-_KEEPDIM = ("each row divided by the wrong sum: keep the reduced dimension (sum(dim=dim, keepdim=True)) "
-            "so the sums broadcast along `dim`")
-_DTYPE = DTYPE_HINT
-_NO_MAX = "large inputs overflow: did you subtract the row max before exp?"
+_KEEPDIM = ("a reduced tensor (sum or max over `dim`) was broadcast against the wrong axis: keep the reduced "
+            "dimension (keepdim=True) so it lines up with `dim`")
+_MAX_TUPLE = "x.max(dim) returns a (values, indices) pair: use x.amax(dim=dim, keepdim=True)"
+_SHAPE = ("the output must have the input's shape: if you moved `dim` to the end (movedim(dim, -1)), move it "
+          "back (movedim(-1, dim))")
+_WRONG_DIM = "reduced over the wrong axis: reduce over the `dim` argument, not always the last one"
+_WHOLE = "each slice along `dim` must sum to 1, not the whole tensor: sum over `dim` only"
+_OVERFLOW = ("exp overflowed on large inputs: subtract each row's max before exp, so every exponent "
+             "x - max is <= 0")
+_OWN_MAX = ("each row needs its own max (amax over `dim`, keepdim=True): one max for the whole tensor makes "
+            "exp underflow to 0 in rows far below it")
 
 
-def _pytorch_cases(extra: list[Case]) -> list[Case]:
+def _shape_probes(x: torch.Tensor = NONSQUARE, **kwargs) -> list[Probe]:
+    """Broadcasting, shape and axis on a (3, 5) input: the first things a softmax-like function gets wrong."""
     return [
-        Case("small random rows", (_randn(4, 10, seed=1),)),
-        Case("square input (rows and columns both 5)", (_randn(5, 5, seed=2),)),
-        Case("3-D input, dim=1", (_randn(2, 6, 3, seed=3),), {"dim": 1}),
-        Case("dim=0", (_randn(6, 3, seed=4),), {"dim": 0}),
+        _probe("non-square input", x, _KEEPDIM,
+               _error_says("must match the size", "a (3, 5) input raised a size mismatch"), **kwargs),
+        _probe("non-square input", x, _MAX_TUPLE,
+               _error_says("return_types", "x.max(...) gave (values, indices) where a tensor was needed"), **kwargs),
+        _probe("non-square input, dim=0", x, _SHAPE, _shape_changed, **{**kwargs, "dim": 0}),
+        _probe("non-square input, dim=0", x, _WRONG_DIM, _other_axis, **{**kwargs, "dim": 0}),
+        _probe("non-square input", x, _WHOLE, _whole_tensor, **kwargs),
+    ]
+
+
+def _float16_case(label: str = "float16 input", **kwargs) -> Case:
+    return Case(label, (_randn(3, 17, seed=6, dtype=torch.float16),), kwargs,
+                hint="a float16 input gives a float16 output, as accurate as float32 arithmetic rounded once")
+
+
+def _softmax_cases(extra: list[Case]) -> list[Case]:
+    return [
+        Case("small random rows", (_randn(4, 10, seed=1),), hint="each row sums to 1"),
+        Case("square input (rows and columns both 5)", (_randn(5, 5, seed=2),),
+             hint="the reduction runs along `dim`, broadcast back along it"),
+        Case("3-D input, dim=1", (_randn(2, 6, 3, seed=3),), {"dim": 1},
+             hint="reduce over `dim`, whatever the number of dimensions"),
+        Case("dim=0", (_randn(6, 3, seed=4),), {"dim": 0}, hint="reduce over `dim`, not the last axis"),
         Case("single column: softmax of one value is 1", (_randn(5, 1, seed=5),)),
-        Case("float16 input", (_randn(3, 17, seed=6, dtype=torch.float16),)),
+        _float16_case(),
         *extra,
     ]
 
@@ -135,237 +151,188 @@ def _pytorch_cases(extra: list[Case]) -> list[Case]:
 # ------------------------------------------------------------------------- checkers
 
 
-def naive_softmax(fn) -> None:
-    """Check exp(x) / sum exp(x) over ``dim`` (notebook 01)."""
-    run_checker("naive_softmax", fn, _pytorch_cases([]), ref.naive_softmax, [
-        Misconception(_NOT_NORMALISED, _exp_only),
-        Misconception(_WRONG_DIM, _last_dim_always(ref.naive_softmax)),
-        Misconception(_KEEPDIM, _no_keepdim),
-        Misconception(_DTYPE, _float32_out(ref.naive_softmax)),
-    ])
-
-
-def safe_softmax(fn) -> None:
-    """Check the max-subtracted softmax, including inputs that overflow the naive one (notebook 02)."""
-    cases = _pytorch_cases([
-        Case("large inputs (values around ±1000)", (_randn(3, 8, seed=7, scale=1000.0),),
-             hint=_NO_MAX),
-        Case("very negative inputs (around -1000)", (_randn(3, 8, seed=8, shift=-1000.0),),
-             hint="all exp(x) underflow to 0: subtract the max so the largest term is exp(0) = 1"),
-        Case("rows at very different scales", (_mixed_scales(seed=9),)),
-    ])
-    run_checker("safe_softmax", fn, cases, ref.safe_softmax, [
-        Misconception(_NO_MAX, ref.naive_softmax),
-        Misconception("subtract each row's own max (amax over `dim`, keepdim=True), not the max of "
-                      "the whole tensor", _global_max),
-        Misconception("subtract the max, not the min: exp(x - min) overflows", _min_subtracted),
-        Misconception(_NOT_NORMALISED, _exp_only),
-        Misconception(_NOT_NORMALISED, _exp_shifted),
-        Misconception(_WRONG_DIM, _last_dim_always(ref.safe_softmax)),
-        Misconception(_KEEPDIM, _no_keepdim),
-        Misconception(_DTYPE, _float32_out(ref.safe_softmax)),
-    ])
-
-
-def online_softmax(fn) -> None:
-    """Check the online normaliser for several block sizes and a max that changes every block (notebook 03)."""
-    cases = [
-        Case("one block (block_size larger than the row)", (_randn(3, 10, seed=11),),
-             {"block_size": 16}),
-        Case("blocks of 4, width 10 (last block partial)", (_randn(3, 10, seed=12),),
-             {"block_size": 4}),
-        Case("values rising along the row: the max changes in every block", (_ascending(2, 37, seed=13),),
-             {"block_size": 5}),
-        Case("large inputs, blocks of 7", (_randn(3, 30, seed=14, scale=1000.0),), {"block_size": 7},
-             hint=_NO_MAX),
-        Case("dim=0, blocks of 3", (_randn(8, 3, seed=15),), {"dim": 0, "block_size": 3}),
-        Case("float16 input, blocks of 8", (_randn(2, 33, seed=16, dtype=torch.float16),),
-             {"block_size": 8}),
-    ]
-    run_checker("online_softmax", fn, cases, ref.online_softmax, [
-        Misconception("running sum not rescaled when the max changes: multiply l_i by "
-                      "exp(m_old - m_new) before adding the new block",
-                      lambda x, dim=-1, block_size=128: _online_variant(x, dim, block_size, rescale="none")),
-        Misconception("rescale factor inverted: when the max grows from m_old to m_new, l_i shrinks by "
-                      "exp(m_old - m_new) (<= 1)",
-                      lambda x, dim=-1, block_size=128: _online_variant(x, dim, block_size, rescale="inverted")),
-        Misconception("the second pass must use the final max and sum for every element, not the max "
-                      "that was current when the block was first seen",
-                      lambda x, dim=-1, block_size=128: _online_variant(x, dim, block_size, second_pass="running")),
-        Misconception(_NO_MAX + " (keep a running max m_i)",
-                      lambda x, dim=-1, block_size=128: _online_variant(x, dim, block_size, rescale="nomax")),
-        Misconception(_WRONG_DIM, lambda x, dim=-1, block_size=128: ref.online_softmax(x, -1, block_size)),
-        Misconception(_DTYPE, lambda x, dim=-1, block_size=128: ref.online_softmax(x.float(), dim, block_size)),
-    ])
-
-
-def logsumexp(fn) -> None:
-    """Check log sum exp over ``dim``, including overflow, underflow and all -inf rows (notebook 02)."""
-    all_neg_inf = _randn(3, 6, seed=21)
-    all_neg_inf[1] = -math.inf
-    cases = [
-        Case("small random rows", (_randn(4, 10, seed=17),)),
-        Case("dim=0", (_randn(6, 3, seed=18),), {"dim": 0}),
-        Case("large inputs (around 1000)", (_randn(3, 8, seed=19, shift=1000.0),), hint=_NO_MAX),
-        Case("very negative inputs (around -1000)", (_randn(3, 8, seed=20, shift=-1000.0),),
-             hint="exp underflows to 0 and log 0 = -inf: factor the max out first"),
-        Case("a row that is all -inf (the answer is -inf, as torch.logsumexp)", (all_neg_inf,)),
-        Case("float16 input", (_randn(3, 17, seed=22, dtype=torch.float16),)),
-    ]
-    run_checker("logsumexp", fn, cases, ref.logsumexp, [
-        Misconception(_NO_MAX + " lse = m + log sum exp(x - m)", _lse_no_max),
-        Misconception("you subtracted the max but did not add it back: lse = m + log sum exp(x - m)",
-                      _lse_max_not_added),
-        Misconception("the result has one dimension fewer than x: reduce over `dim` without keepdim",
-                      _lse_keepdim),
-        Misconception("a row of all -inf must give -inf: when m = -inf, x - m is NaN, so use 0 in place "
-                      "of an infinite max", _lse_unguarded),
-        Misconception(_WRONG_DIM, lambda x, dim=-1: ref.logsumexp(x, -1)),
-        Misconception(_DTYPE, lambda x, dim=-1: ref.logsumexp(x.float(), dim)),
-    ])
-
-
-def normalize(fn) -> None:
-    """Check e / sum(e) along ``dim`` (notebook 00's warm-up)."""
+@checker
+def normalize() -> Checker:
+    """e / sum(e) along ``dim`` (notebook 00). Properties:
+    each slice along ``dim`` sums to 1 and keeps the proportions of e;
+    ``dim`` is honoured (dim=0, dim=1 of 3-D, any shape);
+    the output has e's shape and dtype; e is not modified."""
     def positive(*shape, seed):
         return _randn(*shape, seed=seed).exp()
     cases = [
-        Case("rows of 10", (positive(4, 10, seed=51),)),
-        Case("square input (rows and columns both 5)", (positive(5, 5, seed=52),)),
-        Case("dim=0", (positive(6, 3, seed=53),), {"dim": 0}),
-        Case("3-D input, dim=1", (positive(2, 4, 3, seed=54),), {"dim": 1}),
+        Case("rows of 10", (positive(4, 10, seed=51),), hint="each row of e / sum(e) sums to 1"),
+        Case("square input (rows and columns both 5)", (positive(5, 5, seed=52),),
+             hint="each row is divided by its own sum, broadcast along `dim`"),
+        Case("dim=0", (positive(6, 3, seed=53),), {"dim": 0}, hint="reduce over `dim`, not the last axis"),
+        Case("3-D input, dim=1", (positive(2, 4, 3, seed=54),), {"dim": 1},
+             hint="reduce over `dim`, whatever the number of dimensions"),
         Case("float16 input", (positive(3, 17, seed=55).half(),)),
     ]
-    run_checker("normalize", fn, cases, ref.normalize, [
-        Misconception(_KEEPDIM, lambda e, dim=-1: e / e.sum(dim)),
-        Misconception(_WRONG_DIM, lambda e, dim=-1: ref.normalize(e, -1)),
-        Misconception("divide by the sum, not the largest value", lambda e, dim=-1:
-                      e / e.amax(dim, keepdim=True)),
-        Misconception(_DTYPE, lambda e, dim=-1: ref.normalize(e.float(), dim)),
+    e = NONSQUARE.exp()
+    probes = _shape_probes(e)
+    probes.append(_probe("positive rows", e, "each slice along `dim` must sum to 1: divide e by its sum over "
+                         "`dim` (e.sum(dim=dim, keepdim=True))", _not_normalised))
+    return Checker("normalize", cases, ref.normalize, probes)
+
+
+@checker
+def naive_softmax() -> Checker:
+    """exp(x) / sum exp(x) over ``dim`` (notebook 01). Properties:
+    each slice along ``dim`` sums to 1 and is proportional to exp(x);
+    ``dim`` is honoured; the output has x's shape and dtype;
+    float16 inputs are computed in float32 (exp of a float16 above 11.1 overflows float16); x is not modified."""
+    cases = _softmax_cases([
+        Case("float16 input with values up to 15", (_randn(3, 12, seed=10, scale=3.0, shift=9.0).half(),),
+             hint="exp of a value above 11.1 overflows float16 but not float32: compute in float32"),
     ])
+    probes = _shape_probes() + [
+        _probe("moderate rows", NONSQUARE, "the rows do not sum to 1: divide exp(x) by the sum of exp(x) over "
+               "`dim`", _not_normalised),
+        _probe("float16 values around 12", _randn(2, 6, seed=91, shift=12.0).half(),
+               "exp of a float16 value above 11.1 overflows float16 (max 65504): compute in float32 "
+               "(x.float()), then cast the result back to x.dtype", _nonfinite),
+    ]
+    return Checker("naive_softmax", cases, ref.naive_softmax, probes)
 
 
-def overflow_threshold(fn) -> None:
-    """Check ln(finfo(dtype).max) for the course's dtypes, to 0.1% (notebook 01)."""
-    cases = [Case(str(d).replace("torch.", ""), (d,)) for d in
-             (torch.float32, torch.float16, torch.bfloat16, torch.float64)]
+@checker
+def safe_softmax() -> Checker:
+    """exp(x - max x) / sum exp(x - max x) over ``dim`` (notebook 02). Properties:
+    each slice along ``dim`` sums to 1; ``dim`` is honoured; output has x's shape and dtype;
+    no overflow for large inputs and no 0/0 for very negative ones (each row shifted by its own max);
+    rows at very different scales are all right; x is not modified."""
+    cases = _softmax_cases([
+        Case("large inputs (values around ±1000)", (_randn(3, 8, seed=7, scale=1000.0),),
+             hint="exp(x) overflows for x > 88.7: the result must stay finite for large x"),
+        Case("very negative inputs (around -1000)", (_randn(3, 8, seed=8, shift=-1000.0),),
+             hint="every exp(x) underflows to 0 here: the result must still be a softmax, not 0/0"),
+        Case("rows at very different scales", (_rows_at(-300.0, 0.0, 150.0, 300.0, seed=9),),
+             hint="each row is shifted by its own max, whatever the other rows hold"),
+    ])
+    probes = _shape_probes() + [
+        _probe("moderate rows", NONSQUARE, "the rows do not sum to 1: divide exp(x - m) by the sum of the same "
+               "exp(x - m) over `dim`", _not_normalised),
+        _probe("rows around -200 and +200", _rows_at(-200.0, 200.0, seed=92, cols=5), _OWN_MAX,
+               _top_row_only(ref.safe_softmax)),
+        _probe("values around ±1000", _randn(2, 6, seed=93, scale=1000.0), _OVERFLOW, _nonfinite),
+    ]
+    return Checker("safe_softmax", cases, ref.safe_softmax, probes)
+
+
+def _shift_response(o, p):
+    """Row 1 is row 0 + 10, so its logsumexp must be 10 more."""
+    out = _out(o)
+    step = (out[1] - out[0]).item()
+    return abs(step - 10.0) > 1e-3 and f"adding 10 to a row changed its result by {step:.3g}, not 10"
+
+
+def _lse_keepdim(o, p):
+    x, dim = p.args[0], p.kwargs.get("dim", -1)
+    return tuple(o.value.shape) == tuple(x.sum(dim, keepdim=True).shape) and \
+        f"output shape {tuple(o.value.shape)} for an input of shape {tuple(x.shape)}"
+
+
+def _lse_wrong_axis(o, p):
+    x = p.args[0]
+    want = tuple(x.sum(p.kwargs["dim"]).shape)
+    return tuple(o.value.shape) != want and f"with dim=0 the output has shape {tuple(o.value.shape)}, not {want}"
+
+
+def _nan_for_minus_inf(o, p):
+    out = _out(o)
+    return bool(torch.isnan(out[1]).any()) and "a row of all -inf gave NaN"
+
+
+@checker
+def logsumexp() -> Checker:
+    """log sum exp(x) over ``dim``, ``dim`` reduced away (notebook 02). Properties:
+    the value m + log sum exp(x - m); the shape of x without ``dim``; ``dim`` honoured; the input's dtype;
+    finite for large and very negative inputs (each row's own max); -inf for a row of all -inf."""
+    all_neg_inf = _randn(3, 6, seed=21)
+    all_neg_inf[1] = -math.inf
+    shifted = _randn(1, 6, seed=94)
+    cases = [
+        Case("small random rows", (_randn(4, 10, seed=17),), hint="log sum exp(x) of each row"),
+        Case("dim=0", (_randn(6, 3, seed=18),), {"dim": 0}, hint="reduce over `dim`, not the last axis"),
+        Case("large inputs (around 1000)", (_randn(3, 8, seed=19, shift=1000.0),),
+             hint="exp(x) overflows for x > 88.7: the result must stay finite for large x"),
+        Case("very negative inputs (around -1000)", (_randn(3, 8, seed=20, shift=-1000.0),),
+             hint="every exp(x) underflows to 0 here: the result must still be finite"),
+        Case("rows at very different scales", (_rows_at(-1000.0, 0.0, 1000.0, seed=23),),
+             hint="each row is shifted by its own max, whatever the other rows hold"),
+        Case("a row that is all -inf (the answer is -inf, as torch.logsumexp)", (all_neg_inf,)),
+        _float16_case(),
+    ]
+    probes = [
+        _probe("non-square input", NONSQUARE, "the result has one dimension fewer than x: reduce `dim` away "
+               "(no keepdim on the final result)", _lse_keepdim),
+        _probe("non-square input, dim=0", NONSQUARE, _WRONG_DIM, _lse_wrong_axis, dim=0),
+        _probe("a row and the same row + 10", torch.cat([shifted, shifted + 10.0]),
+               "lse(x + c) = lse(x) + c: add the max back after the log: lse = m + log sum exp(x - m)",
+               _shift_response),
+        _probe("rows around -1000 and +1000", _rows_at(-1000.0, 1000.0, seed=95, cols=5),
+               _OWN_MAX.replace("exp underflow to 0", "exp underflow to 0 (log 0 = -inf)"),
+               _top_row_only(ref.logsumexp)),
+        _probe("values around 1000", _randn(2, 6, seed=96, shift=1000.0),
+               "exp overflowed on large inputs: factor the max out: lse = m + log sum exp(x - m)", _nonfinite),
+        _probe("a row of all -inf", all_neg_inf, "a row of all -inf has logsumexp -inf: with m = -inf, x - m is "
+               "-inf - (-inf) = NaN, so shift by 0 where the max is infinite", _nan_for_minus_inf),
+    ]
+    return Checker("logsumexp", cases, ref.logsumexp, probes)
+
+
+_FLOATS = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+def _threshold_seen(o, p):
+    """What the returned number is, in terms of the dtype's finfo (empty when it is none of them)."""
+    value, info = float(o.value), torch.finfo(p.args[0])
+    near = lambda a, b: math.isfinite(a) and abs(a - b) <= 1e-3 * abs(b)  # noqa: E731
+    for seen, target in [("log2 of finfo.max", math.log2(info.max)), ("log10 of finfo.max", math.log10(info.max)),
+                         ("ln of finfo.tiny", math.log(info.tiny)), ("-ln of finfo.tiny", -math.log(info.tiny)),
+                         ("finfo.max itself", info.max)]:
+        if near(value, target):
+            return seen
+    for other in _FLOATS:
+        if other != p.args[0] and near(value, math.log(torch.finfo(other).max)):
+            return f"the threshold of {str(other).replace('torch.', '')}, {value:.4g}, for {p.args[0]}"
+    return ""
+
+
+def _threshold_probe(dtype, seen_starts, hint) -> Probe:
+    def violated(o, p):
+        seen = _threshold_seen(o, p)
+        return seen.startswith(seen_starts) and seen
+    return Probe(str(dtype).replace("torch.", ""), (dtype,), {}, hint, violated)
+
+
+@checker
+def overflow_threshold() -> Checker:
+    """ln(finfo(dtype).max), to 0.1%, for each floating dtype (notebook 01). Properties:
+    it is the natural log of the largest finite value of the given dtype (float32, float16, bfloat16, float64)."""
+    cases = [Case(str(d).replace("torch.", ""), (d,), hint="the natural log of torch.finfo(dtype).max")
+             for d in _FLOATS]
 
     def within_a_thousandth(out, expected):
         if not isinstance(out, (int, float)) and not (isinstance(out, torch.Tensor) and out.numel() == 1):
             raise AssertionError(f"returned {type(out).__name__}, expected a number")
         assert_close(float(out), expected, rtol=1e-3, atol=0.0, what="threshold")
 
-    run_checker("overflow_threshold", fn, cases, ref.overflow_threshold, [
-        Misconception("that is where exp underflows (ln of finfo.tiny); overflow is set by finfo.max",
-                      lambda d: math.log(torch.finfo(d).tiny)),
-        Misconception("exp is base e: take the natural log (math.log), not log2 or log10",
-                      lambda d: math.log2(torch.finfo(d).max)),
-        Misconception("exp is base e: take the natural log (math.log), not log2 or log10",
-                      lambda d: math.log10(torch.finfo(d).max)),
-        Misconception("finfo.max is the largest value; the threshold is the largest exponent: its log",
-                      lambda d: torch.finfo(d).max),
-    ], compare=within_a_thousandth)
-
-
-def _state(*shape, seed, scale=5.0):
-    return ref.online_state(_randn(*shape, seed=seed, scale=scale))
-
-
-def _merge_variant(a, b, mistake):
-    """merge_states with exactly one deliberate mistake."""
-    m = torch.maximum(a.m, b.m)
-    base = m if mistake == "unguarded" else ref._finite_or_zero(m)
-    scale_a, scale_b = torch.exp(a.m - base), torch.exp(b.m - base)
-    if mistake == "inverted":
-        scale_a, scale_b = (torch.exp(base - a.m).nan_to_num(posinf=0.0),
-                            torch.exp(base - b.m).nan_to_num(posinf=0.0))
-    if mistake in ("no rescale", "only b rescaled"):
-        scale_a = torch.ones_like(scale_a)
-    if mistake in ("no rescale", "only a rescaled"):
-        scale_b = torch.ones_like(scale_b)
-    return ref.OnlineState(m, a.d * scale_a + b.d * scale_b)
-
-
-def merge_states(fn) -> None:
-    """Check the associative merge of online (m, d) states, including empty blocks (notebook 03)."""
-    empty = ref.OnlineState(torch.full((3,), -math.inf), torch.zeros(3))
-    a, b = _state(3, 8, seed=61), _state(3, 8, seed=62, scale=20.0)
-    mixed = ref.OnlineState(torch.tensor([-math.inf, 2.0, -math.inf]), torch.tensor([0.0, 1.5, 0.0]))
-    cases = [
-        Case("two blocks of a row", (a, b)),
-        Case("the same blocks swapped", (b, a)),
-        Case("first block empty (m = -inf, d = 0)", (empty, a)),
-        Case("both blocks empty", (empty, empty),
-             hint="the merge of two empty blocks is empty: m = -inf, d = 0"),
-        Case("some rows empty in both blocks", (mixed, empty)),
+    f16 = torch.float16
+    probes = [
+        _threshold_probe(f16, "log2", "exp is base e: take the natural log (math.log), not log2"),
+        _threshold_probe(f16, "log10", "exp is base e: take the natural log (math.log), not log10"),
+        _threshold_probe(f16, "ln of finfo.tiny", "that is where exp underflows (ln of finfo.tiny); overflow "
+                         "is set by the largest value, finfo.max"),
+        _threshold_probe(f16, "-ln of finfo.tiny", "-ln(finfo.tiny) is close but not equal: the threshold is "
+                         "the log of the largest value, finfo.max"),
+        _threshold_probe(f16, "finfo.max", "finfo.max is the largest value; the threshold is its natural log"),
+        _threshold_probe(f16, "the threshold of", "the answer depends on the dtype argument: use torch.finfo(dtype) of "
+                         "the dtype you are given (float16 overflows far sooner than float32)"),
     ]
-    hints = {
-        "no rescale": "sums not rescaled: each d was computed against its own max; multiply it by "
-                      "exp(m_own - m) before adding",
-        "inverted": "rescale factor inverted: use exp(m_own - m), which is <= 1",
-        "only a rescaled": "rescale both sums to the new max, not just one of them",
-        "only b rescaled": "rescale both sums to the new max, not just one of them",
-        "unguarded": "an empty block has m = -inf and -inf - (-inf) is NaN: subtract 0 instead of an "
-                     "infinite max",
-    }
-    run_checker("merge_states", fn, cases, ref.merge_states, [
-        Misconception(hint, lambda a, b, mistake=mistake: _merge_variant(a, b, mistake))
-        for mistake, hint in hints.items()
-    ])
+    return Checker("overflow_threshold", cases, ref.overflow_threshold, probes, compare=within_a_thousandth)
 
 
-# ------------------------------------------------------------------ Triton exercises
-
-
-def _padded_with_zeros(x, block=None):
-    """The row padded to a whole number of blocks with 0 instead of -inf (wrong `other=` on a masked load).
-
-    ``block=None`` is the fused kernel's single block: the next power of two >= the width.
-    """
-    n = x.shape[-1]
-    block = block or 1 << max(n - 1, 0).bit_length()
-    pad = torch.zeros(*x.shape[:-1], -n % block)
-    return ref.safe_softmax(torch.cat([x.float(), pad], -1))[..., :n].to(x.dtype)
-
-
-def _triton_cases(widths: tuple[int, ...]) -> list[Case]:
-    cases = [Case(f"width {w}", (_randn(3, w, seed=30 + w),)) for w in widths]
-    cases += [
-        Case("large inputs (around ±1000)", (_randn(2, 100, seed=41, scale=1000.0),), hint=_NO_MAX),
-        Case("float16 input, width 100", (_randn(4, 100, seed=42, dtype=torch.float16),)),
-        Case("one row, width 1", (_randn(1, 1, seed=43),)),
-    ]
-    return cases
-
-
-_MASK_HINT = ("masked lanes must load as -inf (tl.load(..., mask=offs < n_cols, other=-float('inf'))): "
-              "padding with 0 adds exp(0 - m) to the sum")
-
-
-def softmax_triton(fn) -> None:
-    """Check a fused row-softmax Triton kernel through its host wrapper fn(x) (notebook 02)."""
-    run_checker("softmax_triton", on_course_device(fn), _triton_cases((7, 64, 100)), ref.safe_softmax, [
-        Misconception(_MASK_HINT, lambda x: _padded_with_zeros(x)),
-        Misconception(_NO_MAX, ref.naive_softmax),
-        Misconception(_NOT_NORMALISED, _exp_only),
-        Misconception(_NOT_NORMALISED, _exp_shifted),
-    ])
-
-
-def online_softmax_triton(fn) -> None:
-    """Check an online-softmax Triton kernel (loop over column blocks) through fn(x) (notebook 03)."""
-    cases = _triton_cases((7, 100, 300))
-    cases.insert(3, Case("values rising along a row of 300", (_ascending(2, 300, seed=44),)))
-    blocks = (16, 32, 64, 128, 256)
-    run_checker("online_softmax_triton", on_course_device(fn), cases, ref.safe_softmax, [
-        *[Misconception("running sum not rescaled when the max changes: l_i = l_i * exp(m_i - m_new) "
-                        "+ sum(exp(x - m_new))",
-                        lambda x, b=b: _online_variant(x, -1, b, rescale="none")) for b in blocks],
-        *[Misconception("the second loop must normalise with the final m_i and l_i, not the max "
-                        "current when the block was first seen",
-                        lambda x, b=b: _online_variant(x, -1, b, second_pass="running")) for b in blocks],
-        *[Misconception(_MASK_HINT, lambda x, b=b: _padded_with_zeros(x, b)) for b in blocks],
-        Misconception(_NO_MAX, ref.naive_softmax),
-        Misconception(_NOT_NORMALISED, _exp_only),
-        Misconception(_NOT_NORMALISED, _exp_shifted),
-    ])
+# The notebook-03 and Triton checkers live in their own modules; ``labkit.check`` imports them from here.
+from labkit.check.softmax_online import merge_states, online_softmax  # noqa: E402,F401
+from labkit.check.softmax_triton import online_softmax_triton, softmax_triton  # noqa: E402,F401

@@ -374,7 +374,7 @@ class Checker:
                 return Verdict("failed", "\n".join(head + raised), hint)
             if got.modified:
                 return Verdict("failed", "\n".join(head + ["  your function modified its input in place"]),
-                               "work on a copy; the caller's arrays must stay as they were")
+                               "work on a copy (x.clone(), A.copy()): the caller's arrays must not change in place")
             try:
                 self.compare(got.value, self.reference(*case.args, **case.kwargs))
             except DtypeMismatch as err:  # the dtype is judged first, and names itself

@@ -1,20 +1,21 @@
-"""Checkers for the linear-systems exercises (notebooks 08 and 09).
+"""Checkers for the direct-solver exercises of notebook 08, and the probe helpers both linsys modules use.
 
-Each ``check.<name>(fn)`` runs the student's ``<name>`` on fixed cases against labkit's own
-and names the misconception behind a wrong answer: no pivoting, back substitution in the
-wrong order, Jacobi passed off as Gauss-Seidel, a stopping test that stops before the
-residual criterion holds, divergence reported as success. Introduced in notebooks 08 and 09.
+Each ``check.<name>(fn)`` runs the student's ``<name>`` on cases that each isolate one property
+of a right answer, against labkit's own; a wrong answer is named by probes: small systems on
+which one property alone decides the result (a swap needed at step k, a pivot that only a row
+search would pick, a system whose last step is small while its residual is not, ...).
+The notebook 09 checkers are in ``check.linsys_iterative``. Introduced in notebook 08.
 """
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 
-from labkit import elimination, iterative, systems
-from labkit.check.core import Case, Misconception, assert_close, run_checker
+from labkit import elimination
+from labkit.check.core import (
+    NUMPY_DTYPE_HINT, Case, Checker, DtypeMismatch, Outcome, Probe, assert_close, checker,
+)
 
 
 def _rng(seed: int) -> np.random.Generator:
@@ -29,319 +30,299 @@ def _upper(n: int, seed: int, junk_below: bool = False) -> np.ndarray:
     return U
 
 
-def _quiet(fn):
-    """fn with ConvergenceWarnings silenced (the reference warns on purpose in some cases)."""
-    def wrapped(*args, **kwargs):
+def quiet(fn):
+    """fn with numpy's and labkit's warnings silenced (a tiny pivot, an overflowing iteration)."""
+    def quiet_fn(*args, **kwargs):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with np.errstate(all="ignore"):
                 return fn(*args, **kwargs)
-    return wrapped
+    return quiet_fn
+
+
+def as_vector(outcome: Outcome) -> np.ndarray:
+    """The student's result as a float64 vector (a probe looks at its values, not its dtype)."""
+    return np.asarray(outcome.value, dtype=np.float64)
+
+
+def near(x, y) -> bool:
+    """x and y have the same shape and agree to about 6 digits (a probe's test, not the tolerance)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    return x.shape == y.shape and bool(np.allclose(x, y, rtol=1e-6, atol=1e-9))
+
+
+def show(x) -> str:
+    """A short print of a vector for a probe's observation."""
+    return np.array2string(np.asarray(x, dtype=np.float64), precision=4, separator=", ")
+
+
+def differs_from(expected):
+    """violated(): the observation 'x = ..., expected ...' when the result differs from ``expected``."""
+    def violated(outcome, probe):
+        if outcome.error:
+            return f"raised {outcome.error}"
+        x = as_vector(outcome)
+        return "" if near(x, expected) else f"x = {show(x)}, expected {show(expected)}"
+    return violated
+
+
+def equals_formula(formula, what: str):
+    """violated(): the result equals ``formula(*probe.args)``, the value the property's violation gives."""
+    def violated(outcome, probe):
+        x, bad = as_vector(outcome), formula(*probe.args)
+        return f"x = {show(x)}, {what}" if near(x, bad) else ""
+    return violated
 
 
 # ---------------------------------------------------------------- back substitution
-def _back_top_down(U, y):
-    x = np.zeros(len(y))
-    for i in range(len(y)):
-        x[i] = (y[i] - U[i, i + 1:] @ x[i + 1:]) / U[i, i]
-    return x
+_U2, _Y2 = np.array([[2.0, 1.0], [0.0, 4.0]]), np.array([4.0, 8.0])  # x = [1, 2]
 
 
-def _back_no_divide(U, y):
-    x = np.zeros(len(y))
-    for i in range(len(y) - 1, -1, -1):
-        x[i] = y[i] - U[i, i + 1:] @ x[i + 1:]
-    return x
+@checker
+def back_substitution() -> Checker:
+    """``fn(U, y) -> x`` with U x = y for upper-triangular U (notebook 08, exercise 8.1).
 
-
-def back_substitution(fn) -> None:
-    """Check ``fn(U, y) -> x`` solving U x = y for upper-triangular U (notebook 08, exercise 8.1)."""
+    x solves U x = y: x_i = (y_i - sum_{j>i} u_ij x_j) / u_ii, from the last row up
+    every row is solved, row 0 included
+    only the upper triangle of U is read
+    x is float64, also for integer y
+    U and y are not modified
+    """
+    solve = "x must satisfy U x = y: x_i = (y_i - sum_{j>i} u_ij x_j) / u_ii, for i = n-1 down to 0"
     cases = [
-        Case("1 x 1", (np.array([[4.0]]), np.array([2.0]))),
-        Case("3 x 3 by hand", (np.array([[2.0, 1, -1], [0, 3, 2], [0, 0, 4]]), np.array([1.0, 2, 8]))),
-        Case("8 x 8 random", (_upper(8, 1), _rng(2).uniform(-1, 1, 8))),
+        Case("1 x 1", (np.array([[4.0]]), np.array([2.0])), hint=solve),
+        Case("3 x 3 by hand", (np.array([[2.0, 1, -1], [0, 3, 2], [0, 0, 4]]), np.array([1.0, 2, 8])),
+             hint=solve),
+        Case("8 x 8 random", (_upper(8, 1), _rng(2).uniform(-1, 1, 8)), hint=solve),
         Case("7 x 7, junk below the diagonal", (_upper(7, 3, junk_below=True), _rng(4).uniform(-1, 1, 7)),
              hint="only the upper triangle of U may be read: sum over j > i only"),
+        Case("integer y", (np.array([[2.0, 1.0], [0.0, 4.0]]), np.array([4, 7])),
+             hint="x must be float64 (x = [1.125, 1.75] here), whatever y's dtype"),
     ]
-    run_checker("back_substitution", fn, cases, elimination.back_substitution, [
-        Misconception("wrong order: back substitution starts from the LAST row (x_n = y_n / u_nn) and "
-                      "goes up, because row i needs x_j for j > i", _back_top_down),
-        Misconception("forgot to divide by the diagonal entry u_ii", _back_no_divide),
-    ])
+    probes = [
+        Probe("unit upper triangle, junk below: x = y", (np.array([[1.0, 0.0], [5.0, 1.0]]), _Y2), {},
+              "only the upper triangle of U may be read (below it may hold anything, e.g. L's "
+              "multipliers): x_i = (y_i - sum_{j>i} u_ij x_j) / u_ii, j > i only",
+              differs_from(_Y2)),
+        Probe("[[2, 1], [0, 4]], y = [4, 8]: x_1 = 8/4", (_U2, _Y2), {},
+              "forgot to divide by the diagonal entry u_ii: x_i = (y_i - sum_{j>i} u_ij x_j) / u_ii",
+              lambda o, p: f"x_1 = {as_vector(o)[1]:g} = y_1, not y_1 / u_11 = 2"
+              if as_vector(o)[1] == _Y2[1] else ""),
+        Probe("[[2, 1], [0, 4]], y = [4, 8]: x_0 needs x_1", (_U2, _Y2), {},
+              "wrong order: back substitution starts from the LAST row (x_n-1 = y_n-1 / u_n-1,n-1) "
+              "and goes up, because row i needs x_j for j > i",
+              lambda o, p: f"x_0 = {as_vector(o)[0]:g} = y_0 / u_00, as if x_1 were still 0"
+              if as_vector(o)[0] == _Y2[0] / _U2[0, 0] else ""),
+        Probe("[[2, 1], [0, 4]], y = [4, 8]: row 0 solved", (_U2, _Y2), {},
+              "row 0 was not solved (x_0 = y_0 left as it was): the loop must run down to i = 0, "
+              "e.g. range(n - 1, -1, -1)",
+              lambda o, p: f"x_0 = {as_vector(o)[0]:g} = y_0" if as_vector(o)[0] == _Y2[0] else ""),
+    ]
+    return Checker("back_substitution", cases, elimination.back_substitution, probes,
+                   prepare=quiet, dtype_hint=NUMPY_DTYPE_HINT)
 
 
 # ---------------------------------------------------------------- Gaussian elimination
-def _ge(A, b, choose_row, swap_b=True):
-    with np.errstate(all="ignore"):
-        return _ge_steps(A, b, choose_row, swap_b)
+def _swap_at_step(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """A system (x = ones) whose pivot at step k is 1e-20 unless row k+1 is swapped in.
+
+    Rows k and k+1 are [.., 1e-20, 1, ..] and [.., 1, 1, ..] in columns k, k+1; the rows above are
+    coupled to them (2 on the diagonal, 1 to the right), so steps 0..k-1 change them.
+    """
+    A = np.eye(n) * 2.0 + np.triu(np.ones((n, n)), 1) * 0.5
+    A[k, k], A[k, k + 1] = 1e-20, 1.0
+    A[k + 1, k], A[k + 1, k + 1] = 1.0, 1.0
+    A[k + 1:, :k] = 0.0
+    A[k:k + 2, k + 2:] = 0.0
+    return A, A @ np.ones(n)
 
 
-def _ge_steps(A, b, choose_row, swap_b):
-    A, b = np.array(A, dtype=float), np.array(b, dtype=float)
-    n = len(b)
-    for k in range(n):
-        p = choose_row(A, k)
-        A[[k, p]] = A[[p, k]]
-        if swap_b:
-            b[[k, p]] = b[[p, k]]
-        m = A[k + 1:, k] / A[k, k]
-        A[k + 1:, k:] -= np.outer(m, A[k, k:])
-        b[k + 1:] -= m * b[k]
-    return elimination.back_substitution(A, b)
+def _ge_b_not_eliminated(A, b, *_):
+    """x that solves U x = b with U eliminated from A but b left as it was (no swaps on this input)."""
+    A = np.array(A, dtype=np.float64)
+    return elimination.back_substitution(elimination.lu_factor(A)[0], b)
 
 
-def _ge_no_pivot(A, b, pivoting="partial"):
-    return _ge(A, b, lambda A, k: k)
+def _ge_b_not_swapped(A, b, *_):
+    """x when A's rows were swapped for pivoting but b's were not (one swap, rows 0 and 1)."""
+    return np.linalg.solve(np.asarray(A, dtype=np.float64)[[1, 0]], b)
 
 
-def _ge_signed_max(A, b, pivoting="partial"):
-    return _ge(A, b, lambda A, k: k + int(np.argmax(A[k:, k])))
+@checker
+def gaussian_elimination() -> Checker:
+    """``fn(A, b) -> x`` by elimination with partial pivoting (notebook 08, exercise 8.2).
 
-
-def _ge_forget_b(A, b, pivoting="partial"):
-    return _ge(A, b, lambda A, k: k + int(np.argmax(np.abs(A[k:, k]))), swap_b=False)
-
-
-def gaussian_elimination(fn) -> None:
-    """Check ``fn(A, b) -> x`` (elimination with partial pivoting; notebook 08, exercise 8.2)."""
+    x solves A x = b (float64, also for integer inputs)
+    the multiples of the pivot row are subtracted from b too
+    at step k the pivot is the entry of largest |a_ik|, i >= k, in column k: needed at step 0,
+    at later steps (1, 2), for a zero pivot, and when the largest entry is negative
+    the same rows of b are swapped as of A, and a swap really exchanges the two rows
+    A and b are not modified
+    """
+    pivot = ("partial pivoting: at step k the pivot is the entry of largest |a_ik|, i >= k, in column "
+             "k (a swap is needed at step {k} here)")
+    solve = "x must satisfy A x = b: eliminate below each pivot (b too), then back-substitute"
     r = _rng(5)
     A6 = r.uniform(-1, 1, (6, 6)) + np.diag([1e-3, 2, 3, 4, 5, 6])
     cases = [
-        Case("1 x 1", (np.array([[3.0]]), np.array([6.0]))),
-        Case("3 x 3, no swaps needed", (np.array([[4.0, 1, 0], [1, 4, 1], [0, 1, 4]]), np.array([1.0, 2, 3]))),
-        Case("tiny pivot [[1e-20, 1], [1, 1]]", (np.array([[1e-20, 1.0], [1.0, 1.0]]), np.array([1.0, 2.0]))),
-        Case("tiny pivots in column 0: [1e-20, 1e-18, -1]",
-             (np.array([[1e-20, 1.0, 2.0], [1e-18, 2.0, 1.0], [-1.0, 1.0, 1.0]]), np.array([1.0, 2.0, 3.0]))),
+        Case("1 x 1", (np.array([[3.0]]), np.array([6.0])), hint=solve),
+        Case("3 x 3, no swaps needed", (np.array([[4.0, 1, 0], [1, 4, 1], [0, 1, 4]]), np.array([1.0, 2, 3])),
+             hint=solve),
+        Case("tiny pivot [[1e-20, 1], [1, 1]]", (np.array([[1e-20, 1.0], [1.0, 1.0]]), np.array([1.0, 2.0])),
+             hint=pivot.format(k=0)),
         Case("zero pivot [[0, 1], [1, 1]]", (np.array([[0.0, 1.0], [1.0, 1.0]]), np.array([1.0, 2.0])),
-             hint="a zero pivot: swap in the row with the largest |a_ik| below it (partial pivoting)"),
-        Case("negative pivots", (np.array([[1.0, 2, 1], [-4, 1, 2], [2, -3, 5]]), np.array([1.0, -2, 3]))),
-        Case("6 x 6 random, small leading entry", (A6, r.uniform(-1, 1, 6))),
+             hint=pivot.format(k=0)),
+        Case("swap needed at step 1 only", (np.array([[1.0, 0, 0], [0, 1e-20, 1], [0, 1, 1]]),
+                                            np.array([1.0, 1, 2])), hint=pivot.format(k=1)),
+        Case("swap needed at step 1, coupled 4 x 4", _swap_at_step(4, 1), hint=pivot.format(k=1)),
+        Case("swap needed at step 2, 5 x 5", _swap_at_step(5, 2), hint=pivot.format(k=2)),
+        Case("largest |a_i0| is negative", (np.array([[1e-20, 1.0], [-1.0, 1.0]]), np.array([1.0, 0.0])),
+             hint=pivot.format(k=0)),
+        Case("pivot found down column 0, not along row 0",
+             (np.array([[0.0, 1, 0], [0, 0, 1], [1, 0, 0]]), np.array([1.0, 2, 3])), hint=pivot.format(k=0)),
+        Case("negative pivots", (np.array([[1.0, 2, 1], [-4, 1, 2], [2, -3, 5]]), np.array([1.0, -2, 3])),
+             hint=solve),
+        Case("6 x 6 random, small leading entry", (A6, r.uniform(-1, 1, 6)), hint=solve),
+        Case("integer A and b", (np.array([[2, 1], [1, 3]]), np.array([3, 5])),
+             hint="x must be float64 (x = [0.8, 1.4] here), whatever the inputs' dtype"),
     ]
-    run_checker("gaussian_elimination", fn, cases, elimination.gaussian_elimination, [
-        Misconception("no pivoting: a tiny or zero pivot a_kk must be avoided by swapping in the row "
-                      "with the largest |a_ik|, i >= k (partial pivoting)", _ge_no_pivot),
-        Misconception("the pivot is the entry of largest ABSOLUTE value: use |a_ik|, not a_ik",
-                      _ge_signed_max),
-        Misconception("when you swap two rows of A, swap the same two entries of b", _ge_forget_b),
-    ])
+    no_swap = (np.array([[2.0, 1.0], [1.0, 3.0]]), np.array([3.0, 4.0]))  # no pivot rule swaps
+    one_swap = (np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([5.0, 6.0]))  # any pivot is accurate
+    row_search = (np.array([[0.0, 1, 0], [0, 0, 1], [1, 0, 0]]), np.array([1.0, 2, 3]))
+    probes = [
+        Probe("no swap needed: b eliminated", no_swap, {},
+              "the multiples of the pivot row must be subtracted from b too: b_i -= l_ik b_k",
+              equals_formula(_ge_b_not_eliminated, "which solves U x = b with b not eliminated")),
+        Probe("one swap, any pivot accurate: swap is an exchange", one_swap, {},
+              "a row swap lost a row (the result is singular or not finite): numpy rows are views, "
+              "so A[k], A[p] = A[p], A[k] copies one row over the other; use A[[k, p]] = A[[p, k]]",
+              lambda o, p: f"raised {o.error}" if o.error else
+              ("" if np.isfinite(as_vector(o)).all() else f"x = {show(as_vector(o))}")),
+        Probe("one swap, any pivot accurate: b swapped", one_swap, {},
+              "when you swap two rows of A, swap the same two entries of b",
+              equals_formula(_ge_b_not_swapped, "which solves A x = b with b's rows not swapped")),
+        Probe("tiny pivot at step 0", (np.array([[1e-20, 1.0], [1.0, 1.0]]), np.array([1.0, 2.0])), {},
+              "no pivoting: the tiny pivot 1e-20 was used; at step k swap in the row with the largest "
+              "|a_ik|, i >= k (partial pivoting)", differs_from(np.ones(2))),
+        Probe("largest |a_i0| is negative", (np.array([[1e-20, 1.0], [-1.0, 1.0]]), np.array([1.0, 0.0])), {},
+              "the pivot is the entry of largest ABSOLUTE value: compare |a_ik|, not a_ik (here the "
+              "largest is -1)", differs_from(np.ones(2))),
+        Probe("swap needed at step 1 only", (np.array([[1.0, 0, 0], [0, 1e-20, 1], [0, 1, 1]]),
+                                             np.array([1.0, 1, 2])), {},
+              "pivot searched in the wrong column: at step k look for the largest |a_ik| in column k "
+              "(rows i >= k), not in column 0; here only step 1 needs a swap", differs_from(np.ones(3))),
+        Probe("pivot a column search finds, a row search does not", row_search, {},
+              "pivot searched along the pivot row: partial pivoting compares |a_ik| DOWN column k "
+              "(rows i >= k) and swaps rows", differs_from(np.array([3.0, 1.0, 2.0]))),
+    ]
+    return Checker("gaussian_elimination", cases, elimination.gaussian_elimination, probes,
+                   prepare=quiet, dtype_hint=NUMPY_DTYPE_HINT)
 
 
 # ---------------------------------------------------------------- LU
+def _lu_pair(out) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise AssertionError(f"returned {type(out).__name__}"
+                             f"{' of ' + str(len(out)) if isinstance(out, (tuple, list)) else ''}, "
+                             f"expected the pair (lu, piv)")
+    return np.asarray(out[0]), np.asarray(out[1])
+
+
 def _compare_lu(out, expected) -> None:
-    if not isinstance(out, tuple) or len(out) != 2:
-        raise AssertionError("return the pair (lu, piv), as scipy.linalg.lu_factor does")
-    lu, piv = np.asarray(out[0]), np.asarray(out[1])
+    lu, piv = _lu_pair(out)
+    if lu.dtype != expected[0].dtype:
+        raise DtypeMismatch(f"lu: dtype {lu.dtype}, expected {expected[0].dtype}")
     if piv.shape != expected[1].shape or not np.issubdtype(piv.dtype, np.integer):
         raise AssertionError(f"piv: shape {piv.shape} dtype {piv.dtype}, expected integers of "
                              f"shape {expected[1].shape}")
     if not np.array_equal(piv, expected[1]):
         raise AssertionError(f"piv = {piv.tolist()}, expected {expected[1].tolist()}")
-    assert_close(lu, expected[0], what="lu")
+    assert_close(lu, expected[0], dtype=expected[0].dtype, what="lu")
 
 
-def _lu_unpivoted(A):
-    lu = np.array(A, dtype=float)
-    n = len(lu)
-    for k in range(n):
-        lu[k + 1:, k] /= lu[k, k]
-        lu[k + 1:, k + 1:] -= np.outer(lu[k + 1:, k], lu[k, k + 1:])
-    return lu, np.arange(n, dtype=np.int32)
+def _lu_probe(test):
+    """violated(): ``test(lu, piv, lu_ref, piv_ref)`` on the student's pair and labkit's."""
+    def violated(outcome, probe):
+        lu, piv = _lu_pair(outcome.value)
+        ref_lu, ref_piv = elimination.lu_factor(*probe.args)
+        return test(np.asarray(lu, dtype=np.float64), piv, ref_lu, ref_piv)
+    return violated
 
 
-def _lu_one_based(A):
-    lu, piv = elimination.lu_factor_rank1(A)
-    return lu, piv + 1
-
-
-def _lu_permutation(A):
-    lu, piv = elimination.lu_factor_rank1(A)
+def _permutation(piv: np.ndarray) -> np.ndarray:
+    """The final order of the rows after the swaps piv[0], piv[1], ... ."""
     perm = np.arange(len(piv))
-    for i, p in enumerate(piv):
-        perm[[i, p]] = perm[[p, i]]
-    return lu, perm
+    for k, p in enumerate(piv):
+        perm[[k, p]] = perm[[p, k]]
+    return perm
 
 
-def _lu_no_multipliers(A):
-    lu, piv = elimination.lu_factor_rank1(A)
-    return np.triu(lu), piv
+@checker
+def lu_factor() -> Checker:
+    """``fn(A) -> (lu, piv)`` in scipy.linalg.lu_factor's convention (notebook 08, exercise 8.3).
 
-
-def lu_factor(fn) -> None:
-    """Check ``fn(A) -> (lu, piv)`` in scipy.linalg.lu_factor's convention (notebook 08, exercise 8.3)."""
+    returns the pair (lu, piv): U on and above lu's diagonal, the multipliers l_ik = a_ik / a_kk below
+    (L's unit diagonal implied, not stored)
+    piv is an integer array, 0-based: piv[k] = the row swapped with row k at step k (not the final order)
+    the pivot at step k is the largest |a_ik|, i >= k, at every step
+    lu is float64, also for an integer A; A is not modified
+    """
     r = _rng(6)
+    pivots = "piv[k] is the row p >= k with the largest |a_pk| at step k, swapped with row k"
+    factors = ("lu holds U on and above the diagonal and l_ik = a_ik / a_kk below it, after the "
+               "swaps recorded in piv")
     cases = [
-        Case("1 x 1", (np.array([[5.0]]),)),
-        Case("2 x 2 needing a swap", (np.array([[1.0, 2.0], [3.0, 4.0]]),)),
-        Case("4 x 4 by hand", (np.array([[2.0, 1, 1, 0], [4, 3, 3, 1], [8, 7, 9, 5], [6, 7, 9, 8]]),)),
-        Case("9 x 9 random", (r.uniform(-1, 1, (9, 9)),)),
+        Case("1 x 1", (np.array([[5.0]]),), hint=factors),
+        Case("2 x 2 needing a swap", (np.array([[1.0, 2.0], [3.0, 4.0]]),), hint=pivots),
+        Case("3 x 3, no swaps", (np.array([[4.0, 1, 0], [1, 4, 1], [0, 1, 4]]),), hint=factors),
+        Case("4 x 4 by hand", (np.array([[2.0, 1, 1, 0], [4, 3, 3, 1], [8, 7, 9, 5], [6, 7, 9, 8]]),),
+             hint=pivots),
+        Case("swap needed at step 2 only", (_swap_at_step(5, 2)[0],), hint=pivots),
+        Case("9 x 9 random", (r.uniform(-1, 1, (9, 9)),), hint=pivots),
+        Case("integer A", (np.array([[1, 2], [3, 4]]),),
+             hint="lu must be float64 (the multiplier here is 1/3), whatever A's dtype"),
     ]
-    run_checker("lu_factor", fn, cases, elimination.lu_factor, [
-        Misconception("no pivoting: at step k swap in the row with the largest |a_ik| and record it in "
-                      "piv[k]", _lu_unpivoted),
-        Misconception("piv is 0-based in scipy (LAPACK's Fortran ipiv is 1-based): piv[k] = p, not p + 1",
-                      _lu_one_based),
-        Misconception("piv[k] is the row swapped with row k at step k (a sequence of swaps), not the final "
-                      "permutation of the rows", _lu_permutation),
-        Misconception("store the multipliers l_ik = a_ik / a_kk below the diagonal of lu (L's unit "
-                      "diagonal is implied)", _lu_no_multipliers),
-    ], compare=_compare_lu)
-
-
-# ---------------------------------------------------------------- Gauss-Seidel
-def _dd_dense(n: int, seed: int) -> np.ndarray:
-    A = _rng(seed).uniform(-1, 1, (n, n))
-    return A + np.diag(np.abs(A).sum(axis=1) + 0.5)
-
-
-def _sweep_jacobi(A, b, x, *args):
-    return iterative.jacobi_sweep(A, b, x)
-
-
-def _sweep_with_diagonal(A, b, x, *args):
-    A = A.toarray() if sp.issparse(A) else np.asarray(A)
-    x = np.array(x, dtype=float)
-    for i in range(len(b)):
-        x[i] = (b[i] - A[i] @ x) / A[i, i]
-    return x
-
-
-def _sweep_cases():
-    Asp, bsp, _ = systems.diagonally_dominant(40, 0.1, 7)
-    return [
-        Case("1 x 1", (np.array([[2.0]]), np.array([4.0]), np.array([0.0]))),
-        Case("4 x 4 dense", (_dd_dense(4, 8), np.array([1.0, -2, 3, 0.5]), np.zeros(4))),
-        Case("6 x 6 dense, x = 1", (_dd_dense(6, 9), _rng(10).uniform(-1, 1, 6), np.ones(6))),
-        Case("40 x 40 sparse CSR", (Asp, bsp, _rng(11).uniform(0, 1, 40))),
+    A3 = np.array([[1.0, 2, 3], [4, 5, 6], [7, 8, 10]])  # piv = [2, 2, 2], final order [2, 0, 1]
+    probes = [
+        Probe("the returned pair", (A3,), {},
+              "return the pair (lu, piv) as scipy.linalg.lu_factor does: L and U together in ONE "
+              "array lu (U on and above the diagonal, L's multipliers below), and piv",
+              lambda o, p: "" if isinstance(o.value, (tuple, list)) and len(o.value) == 2
+              else f"returned {type(o.value).__name__}"),
+        Probe("piv's dtype", (A3,), {}, "piv must be an integer array (e.g. np.zeros(n, dtype=np.int32))",
+              _lu_probe(lambda lu, piv, *_: "" if np.issubdtype(piv.dtype, np.integer)
+                        else f"piv has dtype {piv.dtype}")),
+        Probe("piv with no swaps", (np.array([[4.0, 1, 0], [1, 4, 1], [0, 1, 4]]),), {},
+              "piv is 0-based as in scipy (LAPACK's Fortran ipiv is 1-based): no swap at step k "
+              "means piv[k] = k",
+              _lu_probe(lambda lu, piv, _, ref: f"piv = {piv.tolist()}"
+                        if np.array_equal(piv, ref + 1) else "")),
+        Probe("piv after swaps", (A3,), {},
+              "piv[k] is the row swapped with row k at step k (a sequence of swaps), not the final "
+              "permutation of the rows",
+              _lu_probe(lambda lu, piv, _, ref: f"piv = {piv.tolist()}, the final row order; "
+                        f"the swaps were {ref.tolist()}" if np.array_equal(piv, _permutation(ref)) else "")),
+        Probe("pivoting", (A3,), {},
+              "no pivoting: at step k swap in the row with the largest |a_ik| (i >= k) and record "
+              "it in piv[k]",
+              _lu_probe(lambda lu, piv, _, ref: f"piv = {piv.tolist()}, expected {ref.tolist()}"
+                        if np.array_equal(piv, np.arange(len(ref))) else "")),
+        Probe("pivot at every step", (A3,), {}, pivots,
+              _lu_probe(lambda lu, piv, _, ref: "" if np.array_equal(piv, ref)
+                        else f"piv = {piv.tolist()}, expected {ref.tolist()}")),
+        Probe("lower part of lu", (A3,), {},
+              "store the multipliers l_ik = a_ik / a_kk below the diagonal of lu (L's unit "
+              "diagonal is implied)",
+              _lu_probe(lambda lu, piv, ref, _: "the strictly lower part of lu is zero"
+                        if near(np.tril(lu, -1), 0 * lu) and np.tril(ref, -1).any() else "")),
+        Probe("multipliers", (A3,), {},
+              "the multiplier is l_ik = a_ik / a_kk: divide the entries below the pivot by it",
+              _lu_probe(lambda lu, piv, ref, _: "below the diagonal lu holds a_ik, not a_ik / a_kk"
+                        if near(np.tril(lu, -1), np.tril(ref, -1) * np.diag(ref)) else "")),
+        Probe("diagonal of lu", (A3,), {},
+              "lu's diagonal is U's: L's unit diagonal is implied and not added (lu = L + U - I)",
+              _lu_probe(lambda lu, piv, ref, _: "diag(lu) = diag(U) + 1"
+                        if near(np.diag(lu), np.diag(ref) + 1) else "")),
     ]
-
-
-def gauss_seidel_sweep(fn) -> None:
-    """Check ``fn(A, b, x) -> x_new``: one Gauss-Seidel sweep (notebook 09, exercise 9.1)."""
-    run_checker("gauss_seidel_sweep", fn, _sweep_cases(), iterative.gauss_seidel_sweep, [
-        Misconception("that is Jacobi: old values were used within the sweep. Gauss-Seidel uses each "
-                      "new x_j (j < i) as soon as it is computed: update x in place, row by row",
-                      _sweep_jacobi),
-        Misconception("the sum leaves out j = i: x_i = (b_i - sum_{j != i} a_ij x_j) / a_ii",
-                      _sweep_with_diagonal),
-    ])
-
-
-def _sor_as_gs(A, b, x, omega):
-    return iterative.gauss_seidel_sweep(A, b, x)
-
-
-def _sor_on_jacobi(A, b, x, omega):
-    return (1 - omega) * np.asarray(x, dtype=float) + omega * iterative.jacobi_sweep(A, b, x)
-
-
-def _sor_swapped(A, b, x, omega):
-    return iterative.sor_sweep(A, b, x, 2.0 - omega) if 0 < 2.0 - omega < 2 else None
-
-
-def sor_sweep(fn) -> None:
-    """Check ``fn(A, b, x, omega) -> x_new``: one SOR sweep (notebook 09, exercise 9.3)."""
-    cases = [Case(c.label + f", omega={w}", c.args + (w,)) for c, w in
-             zip(_sweep_cases(), (1.0, 1.5, 0.7, 1.2))]
-    run_checker("sor_sweep", fn, cases, iterative.sor_sweep, [
-        Misconception("omega was ignored: x_i <- (1 - omega) x_i + omega * (Gauss-Seidel value)",
-                      _sor_as_gs),
-        Misconception("the relaxation must be applied row by row inside the Gauss-Seidel sweep, not to "
-                      "a whole Jacobi step (old values were used within the sweep)", _sor_on_jacobi),
-        Misconception("omega and 1 - omega are swapped: the new value gets weight omega",
-                      _sor_swapped),
-    ])
-
-
-@dataclass
-class _Run:
-    """The reference run of an iterative solver, with what is needed to judge a student's run."""
-
-    x: np.ndarray
-    info: int
-    A: object
-    b: np.ndarray
-    rtol: float
-    atol: float
-
-
-def _compare_solver(out, expected) -> None:
-    if not isinstance(out, tuple) or len(out) != 2:
-        raise AssertionError("return the pair (x, info), as scipy.sparse.linalg's solvers do")
-    x, info = np.asarray(out[0], dtype=float), out[1]
-    if not isinstance(info, (int, np.integer)):
-        raise AssertionError(f"info must be an int (0 when converged), got {type(info).__name__}")
-    ref_x, ref_info = (expected.x, expected.info) if isinstance(expected, _Run) else expected
-    if isinstance(expected, _Run):
-        with np.errstate(all="ignore"):
-            r = np.linalg.norm(expected.b - expected.A @ x)
-        tol = max(expected.rtol * np.linalg.norm(expected.b), expected.atol)
-        if info == 0 and not r <= tol:
-            raise AssertionError(f"info = 0 (converged) but ||b - A x|| = {r:.3g} > max(rtol ||b||, "
-                                 f"atol) = {tol:.3g}")
-        if info != 0 and ref_info == 0:
-            raise AssertionError(f"info = {info} (not converged), but this system converges: "
-                                 f"labkit reached ||b - A x|| <= {tol:.3g}")
-        with np.errstate(all="ignore"):
-            r_ref = np.linalg.norm(expected.b - expected.A @ expected.x)
-        if not r_ref <= np.linalg.norm(expected.b):
-            return  # the reference diverged: only info matters
-    elif (info == 0) != (ref_info == 0):
-        raise AssertionError(f"info {info} vs {ref_info}")
-    assert_close(x, ref_x, what="x")
-
-
-def _gs_jacobi(A, b, x0=None, **kw):
-    return iterative.jacobi(A, b, x0, **kw)
-
-
-def _gs_step_test(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, callback=None):
-    x = np.zeros(len(b)) if x0 is None else np.array(x0, dtype=float)
-    for k in range(1, (maxiter or 5000) + 1):
-        x_new = iterative.gauss_seidel_sweep(A, b, x)
-        if np.linalg.norm(x_new - x) <= rtol * np.linalg.norm(x_new):
-            return x_new, 0
-        x = x_new
-    return x, k
-
-
-def _gs_always_zero(A, b, x0=None, **kw):
-    return iterative.gauss_seidel(A, b, x0, **kw)[0], 0
-
-
-def gauss_seidel(fn) -> None:
-    """Check ``fn(A, b, x0=None, *, rtol, atol, maxiter, callback) -> (x, info)`` (notebook 09, 9.2)."""
-    Asp, bsp, _ = systems.diagonally_dominant(60, 0.1, 12)
-    Adiv, bdiv, _ = systems.large_spectral_radius(30, 0.1, 13)
-    Ap = systems.poisson_1d(20)
-    bp = np.full(20, 1.0 / 21 ** 2)
-    cases = [
-        Case("8 x 8 dense, diagonally dominant", (_dd_dense(8, 14), _rng(15).uniform(-1, 1, 8))),
-        Case("60 x 60 sparse, maxiter=4", (Asp, bsp), {"maxiter": 4},
-             hint="after 4 sweeps x differs from Gauss-Seidel's: does each sweep use the new x_j "
-                  "(j < i) as soon as it is computed?"),
-        Case("1-D Poisson n=20 (slow: rho = 0.98), rtol=1e-6", (Ap, bp), {"rtol": 1e-6},
-             hint="stopped before ||b - A x|| <= max(rtol ||b||, atol) held: test the residual, "
-                  "not the size of the last step"),
-        Case("x0 given, atol=1e-3", (_dd_dense(5, 16), np.ones(5), np.ones(5)), {"rtol": 0.0, "atol": 1e-3}),
-        Case("30 x 30 divergent (rho >> 1), maxiter=20", (Adiv, bdiv), {"maxiter": 20},
-             hint="this iteration diverges: return info > 0 (iterations done), never info = 0"),
-    ]
-    run_checker("gauss_seidel", _quiet(fn) if callable(fn) else fn, cases, _Reference(), [
-        Misconception("that is Jacobi: old values were used within the sweep. Gauss-Seidel uses each "
-                      "new x_j (j < i) as soon as it is computed", _quiet(_gs_jacobi)),
-        Misconception("the stopping test stops before ||b - A x|| <= max(rtol ||b||, atol) holds: a small "
-                      "step ||x_k+1 - x_k|| does not mean a small residual when rho is near 1",
-                      _quiet(_gs_step_test)),
-        Misconception("divergence reported as success: info = 0 only when the residual test passed; "
-                      "otherwise return the number of iterations done", _quiet(_gs_always_zero)),
-    ], compare=_compare_solver)
-
-
-class _Reference:
-    def __call__(self, A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, callback=None):
-        x, info = _quiet(iterative.gauss_seidel)(A, b, x0, rtol=rtol, atol=atol, maxiter=maxiter)
-        return _Run(x, info, A, np.asarray(b, dtype=float), rtol, atol)
-
-
-__all__ = ["back_substitution", "gaussian_elimination", "lu_factor", "gauss_seidel_sweep",
-           "gauss_seidel", "sor_sweep"]
+    return Checker("lu_factor", cases, elimination.lu_factor, probes, compare=_compare_lu,
+                   prepare=quiet, dtype_hint=NUMPY_DTYPE_HINT)

@@ -308,6 +308,8 @@ def gauss_seidel() -> Checker:
         Case("small steps, large residual", (Aslow, np.array([1.0, 0.0])), hint=stop),
         Case("30 x 30 divergent (rho >> 1), maxiter=20", (Adiv, bdiv), {"maxiter": 20, "callback": RECORD},
              hint="not converged: info = the number of iterations done (never 0), one callback per sweep"),
+        Case("2 x 2 whose iterates overflow to inf, maxiter=100", (Ablow, np.ones(2)), {"maxiter": 100},
+             hint="an iteration that blows up is not converged: info = the iterations done, never 0"),
     ]
     info_hint = ("info = 0 only when ||b - A x|| <= max(rtol ||b||, atol) held; otherwise info = the "
                  "number of iterations done")

@@ -10,6 +10,9 @@ TORCH  := torch==2.13.0
 LAB_ARGS ?=
 # Jupyter refuses to start as root (common in containers) unless told it may.
 ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root)
+# JupyterLab's news/update pop-up (plugin @jupyterlab/apputils-extension:announcements) would cover
+# the first screen; `jupyter labextension disable` turns it off in the venv's labconfig/page_config.json.
+LABCONFIG := $(VENV)/etc/jupyter/labconfig/page_config.json
 
 .PHONY: install lab test test-fast student grade bench clean
 
@@ -29,8 +32,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
+$(LABCONFIG): | $(STAMP)
+	$(BIN)/jupyter labextension disable --level=sys_prefix "@jupyterlab/apputils-extension:announcements" >/dev/null
+
 # Blank copies are made for notebooks that have none yet; existing work is never touched.
-lab: $(STAMP)
+lab: $(STAMP) $(LABCONFIG)
 	$(BIN)/python -m labkit student notebooks exercises
 	$(BIN)/jupyter lab --notebook-dir=. $(ROOT_ARG) $(LAB_ARGS) exercises/00_start_here.ipynb
 

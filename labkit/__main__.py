@@ -7,11 +7,19 @@ USAGE = """usage: python -m labkit COMMAND [ARGS]
 
 commands:
   student SRC [DEST] [--force]   make blank copies of the solved notebooks (default DEST: exercises)
-  grade PATH [--timeout S] [--csv FILE] [--solutions DIR]
-                                 run a notebook or a folder of submissions headless and report
-                                 each exercise as passed / failed / not attempted
+  grade PATH [--workers N] [--shard I/N] [--csv FILE] [--solutions DIR] [--unsandboxed]
+                                 grade a notebook or a folder of submissions, each sandboxed
+                                 (bubblewrap): passed / failed / not attempted per exercise
+  grade-merge A.csv B.csv ... --out ALL.csv
+                                 join the CSVs of sharded grading runs
   bench SUITE [--save]           benchmarks: softmax, attention, linsys
   report                         the environment report of notebook 00
+  compile-check [--arch 75,80,...] [--json FILE]
+                                 compile every kernel for each GPU architecture, no GPU needed;
+                                 exit 1 on a compile failure, shared-memory overflow or spill
+  gpu-check [--skip PART] [--out DIR]
+                                 on a CUDA GPU: kernel tests compiled, notebooks 06-07 (large),
+                                 GPU benchmarks written to benchmarks/
 
 Run `python -m labkit COMMAND --help` for a command's options."""
 
@@ -26,11 +34,20 @@ def main(argv: list[str] | None = None) -> int:
         from labkit.student import cli_student
         return cli_student(rest)
     if command == "grade":
-        from labkit.grade import cli_grade
+        from labkit.batch import cli_grade
         return cli_grade(rest)
+    if command == "grade-merge":
+        from labkit.batch import cli_merge
+        return cli_merge(rest)
     if command == "bench":
         from labkit.bench import main as bench_main
         return bench_main(rest)
+    if command == "compile-check":
+        from labkit.kernels.compile_check import main as compile_check_main
+        return compile_check_main(rest)
+    if command == "gpu-check":
+        from labkit.bench.gpu_check import main as gpu_check_main
+        return gpu_check_main(rest)
     if command == "report":
         from labkit import device
         print(device.report())

@@ -1,21 +1,17 @@
-"""Headless grading: run a student's notebook in its own kernel and judge every exercise.
+"""Running a notebook headless, and the in-process check a student can run on their own work.
 
-``python -m labkit grade PATH`` runs each notebook in a fresh ``python3`` kernel, on an
-in-memory copy (files are never written), with a time limit per cell, and reports each
-exercise as passed / failed (with its hint) / not attempted. Where the solved notebook of the
-same name is available (by default the course's ``notebooks/``), the submission's own check
-cells are set aside and the solved notebook's check cells run at the end instead, so an edited
-or deleted check cell cannot fake a pass. Introduced in notebook 00.
-"""
+``execute_notebook`` runs a notebook in a fresh ``python3`` kernel (a time limit per cell, a dead
+kernel reported); ``check_labels`` names the exercises. ``grade_notebook`` runs a notebook with the
+solved notebook's check cells and reads their printed verdicts: that trusts the notebook, so it is
+only for one's own work. ``python -m labkit grade`` grades untrusted submissions: sandboxed, with
+verdicts computed outside the student's process (``labkit.judge``, ``labkit.batch``). Introduced in
+notebook 00."""
 from __future__ import annotations
 
-import argparse
 import copy
-import csv
 import logging
 import re
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -258,71 +254,3 @@ def find_submissions(path: str | Path) -> list[Path]:
         return [path]
     return sorted(p for p in path.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts
                   and not p.name.endswith(".bak.ipynb"))
-
-
-
-# ---------------------------------------------------------------- command line
-
-_GRADE_HELP = """\
-Run notebooks headless, each in a fresh python3 kernel in its own folder, on an in-memory copy
-(files are never modified), and report every check cell (tag 'check') as 'passed', 'failed: <hint>'
-or 'not attempted'. A cell past --timeout is interrupted and the run goes on; a dead kernel fails
-the rest of its notebook. Exit status: 0 if every exercise passed, 1 if not, 2 for a bad PATH."""
-_CSV_HELP = ("write FILE with columns notebook,exercise,status,detail: a row per exercise (passed, failed, "
-             "not attempted), then per notebook a row with status 'score' and detail 'k/n' (or status "
-             "'error' if the notebook could not be run)")
-
-
-
-def cli_grade(argv: list[str]) -> int:
-    """``python -m labkit grade PATH [--timeout S] [--csv FILE] [--solutions DIR]``."""
-    parser = argparse.ArgumentParser(prog="python -m labkit grade", description=_GRADE_HELP,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("path", metavar="PATH", help="a notebook, or a folder searched recursively for *.ipynb")
-    parser.add_argument("--timeout", type=int, default=120, metavar="SECONDS",
-                        help="limit for each cell, in seconds (default: 120)")
-    parser.add_argument("--csv", metavar="FILE", help=_CSV_HELP)
-    parser.add_argument("--solutions", metavar="DIR", default=str(COURSE_NOTEBOOKS),
-                        help="folder of the solved notebooks whose check cells are run in place of the "
-                             "submission's (default: the course's notebooks/); 'none' trusts the "
-                             "submitted check cells")
-    args = parser.parse_args(argv)
-    solutions = None if args.solutions.lower() == "none" else Path(args.solutions)
-    if args.timeout < 1:
-        parser.error("--timeout must be at least 1 second")
-    root = Path(args.path)
-    if not root.exists():
-        print(f"labkit grade: no such notebook or folder: {root}", file=sys.stderr)
-        return 2
-    paths = find_submissions(root)
-    if not paths:
-        print(f"labkit grade: no notebooks (*.ipynb) under {root}", file=sys.stderr)
-        return 2
-    rows, all_passed, total, passed = [], True, 0, 0
-    for path in paths:
-        shown = path.relative_to(root).as_posix() if root.is_dir() else str(path)
-        print(path, flush=True)
-        try:
-            results = grade_notebook(path, args.timeout, solutions)
-        except Exception as err:  # noqa: BLE001 - one broken submission must not stop the class
-            why = f"{type(err).__name__}: {_first_line(err)}"
-            print(f"  could not grade it: {why}")
-            rows.append([shown, "", "error", why])
-            all_passed = False
-            continue
-        for r in results:
-            title = f"Exercise {r.label} ({r.name})" if r.label else r.name
-            print(f"  {title}: {r.status}" + (f": {r.detail}" if r.detail else ""))
-            rows.append([shown, r.name, r.status, r.detail])
-        k = sum(r.status == PASSED for r in results)
-        print(f"  {k}/{len(results)} passed" + ("" if results else " (no check cells found)"), flush=True)
-        rows.append([shown, "", "score", f"{k}/{len(results)}"])
-        all_passed &= bool(results) and k == len(results)
-        total, passed = total + len(results), passed + k
-    if len(paths) > 1:
-        print(f"{len(paths)} notebooks: {passed}/{total} exercises passed")
-    if args.csv:
-        with open(args.csv, "w", newline="", encoding="utf-8") as f:
-            csv.writer(f).writerows([["notebook", "exercise", "status", "detail"]] + rows)
-        print(f"wrote {args.csv}")
-    return 0 if all_passed else 1

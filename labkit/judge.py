@@ -1,0 +1,234 @@
+"""Grade one untrusted submission: run it sandboxed, judge what its functions returned, here.
+
+The submission's cells run in their own kernel, in a sandbox (``labkit.sandbox``), followed by
+one harvest cell that evaluates each exercise's function on its checker's inputs and saves the
+outcomes as data (``labkit.check.outcomes``). This process loads them safely and calls the same
+``Checker.judge`` the notebook's check cell uses: it never runs student code, and no printed line
+is a verdict. The exercises are those of the solved notebook of the same name; a submission
+without one is an error. Introduced for ``python -m labkit grade``.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+from nbformat import NotebookNode
+
+from labkit import sandbox
+from labkit.check import core
+from labkit.check import outcomes as oc
+from labkit.grade import FAILED, NOT_ATTEMPTED, PASSED, ExerciseResult, check_labels
+from labkit.reuse import reused
+from labkit.student import notebook_number
+
+CHECKER_MODULES = ("labkit.check",)
+_CHECK = re.compile(r"\bcheck\.(\w+)\s*\(\s*(\w+)")
+
+
+class NotGradable(ValueError):
+    """A submission that cannot be graded at all (one line says why)."""
+
+
+@dataclass
+class Exercise:
+    name: str  # the checker
+    function: str  # the student's function it is called on
+    label: str
+
+
+@dataclass
+class Limits:
+    cell: int = 120  # seconds per cell (and per exercise in the harvest)
+    notebook: int = 900  # seconds for the whole notebook
+    memory: int = 8 << 30  # bytes of address space per process (0: none)
+    sandboxed: bool = True
+
+
+def _cell_source(cell: dict, index: int) -> str:
+    source = cell.get("source")
+    if source is None:
+        raise NotGradable(f"cell {index + 1} has no 'source' (the file was edited by hand?): re-save it in Jupyter")
+    if isinstance(source, list) and all(isinstance(s, str) for s in source):
+        return "".join(source)
+    if not isinstance(source, str):
+        raise NotGradable(f"cell {index + 1}: 'source' is a {type(source).__name__}, not text")
+    return source
+
+
+def load_submission(path: Path) -> NotebookNode:
+    """The notebook at ``path``, or NotGradable with one clear line for a mangled file."""
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise NotGradable("empty file")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise NotGradable(f"not valid JSON ({getattr(err, 'msg', err)}"
+                          f"{f', line {err.lineno}' if hasattr(err, 'lineno') else ''}): not a notebook") from None
+    if not isinstance(data, dict) or not ("cells" in data or "worksheets" in data):
+        raise NotGradable("not a notebook (no 'cells')")
+    if data.get("nbformat") != 4 or "worksheets" in data:
+        raise NotGradable(f"nbformat {data.get('nbformat')} notebook: open and save it in Jupyter "
+                          "(or `jupyter nbconvert --to notebook --nbformat 4`) to make it format 4")
+    if not isinstance(data["cells"], list) or not all(isinstance(c, dict) for c in data["cells"]):
+        raise NotGradable("'cells' is not a list of cells")
+    seen: dict[str, int] = {}
+    for i, cell in enumerate(data["cells"]):
+        cell["source"] = _cell_source(cell, i)
+        tags = cell.get("metadata", {}).get("tags", []) if isinstance(cell.get("metadata"), dict) else None
+        if tags is None:
+            raise NotGradable(f"cell {i + 1}: 'metadata' is not a mapping")
+        if not isinstance(tags, list):
+            raise NotGradable(f"cell {i + 1}: tags given as {type(tags).__name__} {str(tags)[:30]!r}, not a list")
+        if "id" in cell:
+            if cell["id"] in seen:
+                raise NotGradable(f"cells {seen[cell['id']] + 1} and {i + 1} have the same id {str(cell['id'])[:30]!r}")
+            seen[cell["id"]] = i
+        if cell.get("cell_type") not in ("code", "markdown", "raw"):
+            raise NotGradable(f"cell {i + 1}: unknown cell type {str(cell.get('cell_type'))[:20]!r}")
+    return nbformat.from_dict(data)
+
+
+def _tags(cell: NotebookNode) -> list:
+    return cell.get("metadata", {}).get("tags", [])
+
+
+def exercises_of(solved: NotebookNode, number: int | None) -> list[Exercise]:
+    """The exercises the solved notebook's check cells judge, with their labels."""
+    labels = check_labels(solved.cells, number)
+    found = []
+    for cell in (c for c in solved.cells if c.cell_type == "code" and "check" in _tags(c)):
+        call = _CHECK.search(cell.source)
+        if call:
+            found.append(Exercise(call.group(1), call.group(2), labels[len(found)] if len(found) < len(labels) else ""))
+    return found
+
+
+def harvest_notebook(nb: NotebookNode, exercises: list[Exercise], cell_timeout: int,
+                     modules: tuple[str, ...]) -> NotebookNode:
+    """The submission without its check cells, then the one harvest cell."""
+    out = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                            "language": "python"}})
+    out.cells = [nbformat.v4.new_code_cell(c.source) if c.cell_type == "code" else nbformat.v4.new_markdown_cell(c.source)
+                 for c in nb.cells if c.cell_type in ("code", "markdown") and "check" not in _tags(c)]
+    for new, old in zip(out.cells, (c for c in nb.cells if c.cell_type in ("code", "markdown") and "check" not in _tags(c))):
+        new.metadata["tags"] = [t for t in _tags(old) if isinstance(t, str)]
+    todo = {e.name: e.function for e in exercises}
+    out.cells.append(nbformat.v4.new_code_cell(oc.harvest_cell(todo, "../out/outcomes", cell_timeout, modules)))
+    return out
+
+
+def defines(source: str, name: str) -> bool:
+    n = re.escape(name)
+    return bool(re.search(rf"^(?:async[ \t]+def|def|class)[ \t]+{n}\b|^{n}[ \t]*(?::[^=\n]*)?=(?!=)", source, re.M))
+
+
+def _summary(output: NotebookNode) -> str:
+    first = next((line.strip() for line in str(output.get("evalue", "")).split("\n") if line.strip()), "")
+    return f"{output.get('ename', 'Error')}: {first[:160]}" if first else str(output.get("ename", "Error"))
+
+
+def _no_outcome(ex: Exercise, executed: NotebookNode | None, run: dict, finished: sandbox.Finished,
+                limits: Limits) -> str:
+    """Why the kernel recorded nothing for ``ex``: one line."""
+    if finished.timed_out:
+        return f"not graded: the notebook ran past its limit of {limits.notebook} s"
+    if executed is None:
+        return "not graded: the grading process was killed (did the notebook kill its parent process?)"
+    cells = executed.cells
+    if run.get("died_at") is not None:
+        i = run["died_at"]
+        where = "the grading cell" if i == len(cells) - 1 else f"cell {i + 1}"
+        return f"not graded: the kernel died in {where} (os._exit, a crash or out of memory?)"
+    if run.get("stuck_at") is not None:
+        return f"not graded: the kernel did not stop after cell {run['stuck_at'] + 1} timed out"
+    last = [o for o in cells[-1].get("outputs", []) if o.get("output_type") == "error"]
+    if (len(cells) - 1) in run.get("timed_out", []):
+        return f"not graded: evaluating the exercises took longer than {limits.cell} s"
+    return f"not graded: the grading cell failed ({_summary(last[0])})" if last else "not graded: no outcome recorded"
+
+
+def judge_exercise(ex: Exercise, folder: Path, executed: NotebookNode | None, run: dict,
+                   finished: sandbox.Finished, limits: Limits) -> tuple[str, str]:
+    """(status, detail) of one exercise, from its outcomes file alone (plus why it has none)."""
+    try:
+        got, note = oc.load_outcomes(folder, ex.name)
+    except FileNotFoundError:
+        return FAILED, _no_outcome(ex, executed, run, finished, limits)
+    except oc.MalformedOutcomes as err:
+        return FAILED, f"its outcomes were tampered with ({err})"
+    if got is None:
+        cells = executed.cells if executed is not None else []
+        for cell in (c for c in cells if c.cell_type == "code" and defines(c.source, ex.function)):
+            errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+            if errors and "triton" in str(errors[0].get("evalue", "")) and "ModuleNotFound" in str(errors[0].get("ename")):
+                return NOT_ATTEMPTED, "skipped: Triton is not installed here"
+            if errors and errors[0].get("ename") != "NotImplementedError":
+                return FAILED, f"{_summary(errors[0])} (in the exercise cell)"
+        return NOT_ATTEMPTED, note
+    try:
+        verdict = oc.judge_outcomes(core.CHECKERS[ex.name](), got)
+    except oc.MalformedOutcomes as err:
+        return FAILED, f"its outcomes were tampered with ({err})"
+    except Exception as err:  # noqa: BLE001 - a value the checker cannot even examine
+        return FAILED, f"could not judge the result: {type(err).__name__}: {str(err)[:120]}"
+    if verdict.status == "passed":
+        return PASSED, ""
+    if verdict.status == "not implemented":
+        return NOT_ATTEMPTED, ""
+    head = next((line.strip() for line in verdict.message.split("\n") if line.strip()), "")
+    return FAILED, f"{verdict.hint} [{head}]" if verdict.hint else head
+
+
+def grade_submission(path: str | Path, solutions: str | Path, limits: Limits = Limits(),
+                     hidden: tuple[Path, ...] = (), modules: tuple[str, ...] = CHECKER_MODULES,
+                     keep: Path | None = None) -> list[ExerciseResult]:
+    """Grade the notebook at ``path`` against the solved notebook of the same name in ``solutions``."""
+    path, solutions = Path(path), Path(solutions)
+    solved_path = solutions / path.name
+    if not solved_path.is_file():
+        raise NotGradable(f"no solved notebook named {path.name} in {solutions}: not graded (renamed?)")
+    nb = load_submission(path)
+    solved = nbformat.read(solved_path, as_version=4)
+    exercises = exercises_of(solved, notebook_number(path))
+    for module in modules:
+        importlib.import_module(module)
+    scratch = Path(tempfile.mkdtemp(prefix="labkit-grade-"))
+    try:
+        work = scratch / "work"
+        work.mkdir()
+        nbformat.write(harvest_notebook(nb, exercises, limits.cell, modules), work / path.name)
+        (scratch / "job.json").write_text(json.dumps({"notebook": path.name, "timeout": limits.cell, "out": "../out"}))
+        job = "/scratch/job.json" if limits.sandboxed else str(scratch / "job.json")
+        finished = sandbox.run([sys.executable, "-m", "labkit.gradejob", job], scratch,
+                               timeout=limits.notebook, memory=limits.memory, sandboxed=limits.sandboxed,
+                               hidden=[solutions.resolve(), *hidden])
+        executed, run = None, {}
+        try:
+            executed = nbformat.read(scratch / "out" / "executed.ipynb", as_version=4)
+            run = json.loads((scratch / "out" / "run.json").read_text())
+            run = run if isinstance(run, dict) else {}
+        except (OSError, ValueError, nbformat.ValidationError):
+            executed, run = None, {}
+        sources = [c.source for c in nb.cells if c.cell_type == "code"]
+        results = []
+        for ex in exercises:
+            cell = next((s for s in sources if defines(s, ex.function)), "")
+            used = reused(ex.name, ex.function, cell, sources)
+            if used:
+                status, detail = FAILED, f"uses {used}, which this exercise re-implements (static check of the code)"
+            else:
+                status, detail = judge_exercise(ex, scratch / "out" / "outcomes", executed, run, finished, limits)
+            results.append(ExerciseResult(ex.name, ex.label, status, detail))
+        return results
+    finally:
+        if keep is not None:
+            shutil.copytree(scratch, keep / path.stem, symlinks=True, dirs_exist_ok=True)
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,227 @@
+"""Hostile submissions against ``python -m labkit grade``: each attack is asserted resisted.
+
+One class of tiny notebooks (tests/tiny_checkers.py: no tensors) is graded once, sandboxed, with
+--workers 2. Attacks that would leak something make the student's function right only when
+the leak worked, so a leak shows up as a pass.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import os
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from labkit import batch, judge, reuse, sandbox
+from labkit.check.core import PASS
+from nbfactory import code, course
+
+pytestmark = pytest.mark.skipif(sandbox.bwrap_problem() is not None, reason=f"no sandbox: {sandbox.bwrap_problem()}")
+COURSE = Path(__file__).resolve().parents[1]
+SETUP = "import tiny_checkers as check"
+TOKEN = "4321.5"  # sleep time of the background processes: how the test finds leftovers
+
+
+def _course_hashes() -> dict[str, str]:
+    """The vandal's targets (other course files may be edited by people while the tests run)."""
+    files = [COURSE / "labkit" / "__init__.py", *sorted((COURSE / "notebooks").glob("*.ipynb"))]
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def _nb(double="    return 2 * x", square="def square(x):\n    return x * x", before=""):
+    nb = course(double_body=double, square_cell=code(square, "exercise"), setup=SETUP + "\n" + before)
+    return nb
+
+
+FORGER = """import builtins, threading, time, sys
+import labkit.check.core as core
+from IPython.core.magic import register_cell_magic
+LINE = {pass_line!r}
+core.assert_close = lambda *a, **k: None
+core.Checker.judge = lambda self, outcome: core.Verdict("passed", LINE)
+check.double = lambda fn: print(LINE)
+get_ipython().set_custom_exc((Exception,), lambda *a, **k: print(LINE))
+@register_cell_magic
+def needs_triton(line, cell):
+    print(LINE)
+def spam():
+    while True:
+        print(LINE); time.sleep(0.05)
+threading.Thread(target=spam, daemon=True).start()"""
+
+SPY = """import os, socket, glob
+import labkit.grade
+seen = []
+for folder in [labkit.grade.COURSE_NOTEBOOKS, {solutions!r}, {classroot!r}, os.path.dirname(os.getcwd())]:
+    try:
+        seen += [f for f in os.listdir(folder) if f.endswith('.ipynb') or f in ('alice', 'spy')]
+    except OSError:
+        pass
+try:
+    socket.create_connection(('127.0.0.1', {port}), timeout=3).close()
+    net = True
+except OSError:
+    net = False"""
+
+VANDAL = """import os, subprocess, labkit
+for target in [labkit.__file__, os.path.join(os.path.dirname(labkit.__file__), '..', 'notebooks', '00_start_here.ipynb'),
+               {outside!r}]:
+    try:
+        with open(target, 'a') as f:
+            f.write('# vandalised')
+    except OSError:
+        pass
+subprocess.Popen(['sh', '-c', 'sleep {token}; touch {later}'], start_new_session=True)
+os.system('(sleep {token}; touch {later}) &')"""
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile")
+    solutions, cls = root / "solutions", root / "class"
+    solutions.mkdir()
+    nbformat.write(course(setup=SETUP), solutions / "07_x.ipynb")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    threading.Thread(target=lambda: [server.accept() for _ in range(5)], daemon=True).start()
+    port = server.getsockname()[1]
+    outside, later = root / "outside.txt", root / "later.txt"
+    students = {
+        "alice": _nb(),  # right
+        "bob": _nb("    return x + 2", "def squared(x):\n    return x * x"),  # wrong, missing
+        "forger": _nb("    return x + 2", 'def square(x):\n    print("' + PASS.format(name="square", n=1)
+                      + '")\n    raise NotImplementedError', FORGER.format(pass_line=PASS.format(name="double", n=2))),
+        "spy": _nb("    return 2 * x if seen else -1", "def square(x):\n    return x * x if net else -1",
+                   SPY.format(solutions=str(solutions), classroot=str(cls), port=port)),
+        "vandal": _nb(before=VANDAL.format(outside=str(outside), token=TOKEN, later=str(later))),
+        "killer": _nb(before="import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"),
+    }
+    for name, nb in students.items():
+        (cls / name).mkdir(parents=True)
+        nbformat.write(nb, cls / name / "07_x.ipynb")
+    forger_nb = students["forger"]
+    forger_nb.cells[4].source = f"%%needs_triton\nprint({PASS.format(name='double', n=2)!r})"
+    nbformat.write(forger_nb, cls / "forger" / "07_x.ipynb")
+    nbformat.write(students["forger"], cls / "forger" / "99_renamed.ipynb")  # no solved notebook of that name
+    (cls / "mangled").mkdir()
+    (cls / "mangled" / "07_x.ipynb").write_text("")
+    before = _course_hashes()
+    out, err = io.StringIO(), io.StringIO()
+    env = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(COURSE / "tests"), env]))
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = batch.cli_grade([str(cls), "--solutions", str(solutions), "--checkers", "tiny_checkers",
+                                  "--workers", "2", "--timeout", "20", "--csv", str(root / "grades.csv")])
+    finally:
+        os.environ.pop("PYTHONPATH") if env is None else os.environ.__setitem__("PYTHONPATH", env)
+    with open(root / "grades.csv", newline="", encoding="utf-8") as f:
+        rows = {(r[0].split("/")[0], r[0].split("/")[1], r[1]): (r[2], r[3]) for r in list(csv.reader(f))[1:]}
+    server.close()
+    return dict(rc=rc, out=out.getvalue(), err=err.getvalue(), rows=rows, before=before,
+                after=_course_hashes(), outside=outside, later=later)
+
+
+def verdict(hostile, student, exercise, notebook="07_x.ipynb"):
+    return hostile["rows"][(student, notebook, exercise)]
+
+
+def test_a_right_and_a_wrong_answer_are_graded_right_sandboxed_with_workers(hostile):
+    assert verdict(hostile, "alice", "double") == ("passed", "") and verdict(hostile, "alice", "square") == ("passed", "")
+    assert verdict(hostile, "alice", "")[1] == "2/2"
+    status, detail = verdict(hostile, "bob", "double")
+    assert status == "failed" and detail.startswith("you added 2 instead of doubling")
+    assert verdict(hostile, "bob", "square") == ("not attempted", "no function named square in the notebook")
+    assert hostile["rc"] == 1 and "100%" in hostile["err"]  # the progress bar, on stderr
+
+
+def test_printed_pass_lines_patched_checkers_and_fake_magics_forge_nothing(hostile):
+    assert verdict(hostile, "forger", "double")[0] == "failed"
+    assert verdict(hostile, "forger", "square") == ("not attempted", "")  # printed the pass line, then raised
+
+
+def test_a_renamed_notebook_is_an_error_not_trusted(hostile):
+    status, detail = verdict(hostile, "forger", "", "99_renamed.ipynb")
+    assert status == "error" and "no solved notebook named 99_renamed.ipynb" in detail
+
+
+def test_solutions_other_submissions_and_the_network_are_out_of_reach(hostile):
+    assert verdict(hostile, "spy", "double")[0] == "failed"  # saw no solved notebook and no classmate
+    assert verdict(hostile, "spy", "square")[0] == "failed"  # no network
+
+
+def test_course_files_and_the_grader_survive_and_nothing_outlives_grading(hostile):
+    assert hostile["after"] == hostile["before"]
+    assert not any(b"# vandalised" in p.read_bytes() for p in (COURSE / "labkit").rglob("*.py"))
+    assert not hostile["outside"].exists()
+    assert verdict(hostile, "vandal", "double") == ("passed", "")  # its own work is still graded
+    status, detail = verdict(hostile, "killer", "double")
+    assert status == "failed" and "killed" in detail
+    assert verdict(hostile, "alice", "")[1] == "2/2"  # the batch went on
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert f"sleep {TOKEN}" not in ps and not hostile["later"].exists()
+
+
+def test_mangled_files_are_a_one_line_error_and_the_batch_goes_on(hostile, tmp_path):
+    assert verdict(hostile, "mangled", "") == ("error", "empty file")
+    good = json.loads(nbformat.writes(course(setup=SETUP)))
+    cases = {
+        "not valid JSON": "{not json", "not a notebook": "[1, 2]",
+        "nbformat 3": json.dumps({"nbformat": 3, "worksheets": []}),
+        "has no 'source'": json.dumps({**good, "cells": [{"cell_type": "code", "metadata": {}}]}),
+        "tags given as str": json.dumps({**good, "cells": [{**good["cells"][1], "metadata": {"tags": "exercise"}}]}),
+        "have the same id": json.dumps({**good, "cells": [good["cells"][1], good["cells"][1]]}),
+    }
+    for message, text in cases.items():
+        (tmp_path / "07_x.ipynb").write_text(text)
+        with pytest.raises(judge.NotGradable, match=message):
+            judge.load_submission(tmp_path / "07_x.ipynb")
+
+
+@pytest.mark.parametrize("name, cell, used", [
+    ("safe_softmax", "from labkit.softmax import safe_softmax", "labkit.softmax.safe_softmax"),
+    ("safe_softmax", "def safe_softmax(x, dim=-1):\n    return softmax.safe_softmax(x, dim)", "labkit.softmax.safe_softmax"),
+    ("safe_softmax", "def safe_softmax(x, dim=-1):\n    return labkit.softmax.safe_softmax(x, dim)", "labkit.softmax.safe_softmax"),
+    ("safe_softmax", "def safe_softmax(x, dim=-1):\n    return F.softmax(x, dim)", "torch.nn.functional.softmax"),
+    ("safe_softmax", "def safe_softmax(x, dim=-1):\n    return x.softmax(dim)", ".softmax"),
+    ("logsumexp", "from torch import logsumexp as lse\ndef logsumexp(x, dim=-1):\n    return lse(x, dim)", "torch.logsumexp"),
+    ("lu_factor", "def lu_factor(A):\n    return scipy.linalg.lu_factor(A)", "scipy.linalg.lu_factor"),
+    ("gaussian_elimination", "def gaussian_elimination(A, b):\n    return np.linalg.solve(A, b)", "numpy.linalg.solve"),
+    ("naive_attention", "def naive_attention(q, k, v, causal=False, scale=None):\n"
+                        "    return F.scaled_dot_product_attention(q, k, v)", "torch.nn.functional.scaled_dot_product_attention"),
+    ("safe_softmax", "def safe_softmax(x, dim=-1):\n    m = x.amax(dim, keepdim=True)\n    e = (x - m).exp()\n"
+                     "    return e / e.sum(dim, keepdim=True)", None),
+])
+def test_an_exercise_that_uses_the_function_it_reimplements_is_reported(name, cell, used):
+    setup = "import labkit\nimport torch\nimport torch.nn.functional as F\nimport scipy.linalg\nfrom labkit import softmax"
+    assert reuse.reused(name, name, cell, [setup, cell]) == used
+
+
+def test_the_solved_notebooks_reuse_nothing_they_reimplement():
+    for path in sorted((COURSE / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        sources = [c.source for c in nb.cells if c.cell_type == "code"]
+        for ex in judge.exercises_of(nb, None):
+            cell = next((s for s in sources if judge.defines(s, ex.function)), "")
+            assert reuse.reused(ex.name, ex.function, cell, sources) is None, (path.name, ex.name)
+
+
+def test_shards_split_the_sorted_list_and_merge_joins_them(tmp_path, capsys):
+    paths = [Path(f"s{i}/07_x.ipynb") for i in range(7)]
+    parts = [batch.shard(paths, f"{i}/3") for i in (1, 2, 3)]
+    assert sorted(sum(parts, [])) == sorted(paths) and parts[0] == batch.shard(list(reversed(paths)), "1/3")
+    for i, part in enumerate(parts):
+        with open(tmp_path / f"{i}.csv", "w", newline="") as f:
+            csv.writer(f).writerows([batch.HEADER] + [[p.as_posix(), "double", "passed", ""] for p in part])
+    assert batch.cli_merge([str(tmp_path / f"{i}.csv") for i in (2, 0, 1)] + ["--out", str(tmp_path / "all.csv")]) == 0
+    rows = list(csv.reader(open(tmp_path / "all.csv")))
+    assert rows[0] == batch.HEADER and [r[0] for r in rows[1:]] == [p.as_posix() for p in paths]

@@ -14,7 +14,7 @@ ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root)
 # the first screen; `jupyter labextension disable` turns it off in the venv's labconfig/page_config.json.
 LABCONFIG := $(VENV)/etc/jupyter/labconfig/page_config.json
 
-.PHONY: install lab test test-fast student grade bench clean
+.PHONY: install lab test test-fast student grade bench compile-check gpu-check clean
 
 install: $(STAMP)
 
@@ -52,6 +52,14 @@ grade: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m labkit bench $(or $(SUITE),softmax)
+
+# Compile every kernel for sm_75..sm_120 on a CPU (no GPU needed); exit 1 on shared-memory overflow or spills.
+compile-check: $(STAMP)
+	$(BIN)/python -m labkit compile-check --arch 75,80,86,89,90,120
+
+# The one command for a CUDA machine: kernel tests compiled, notebooks 06-07 (large), GPU benchmarks.
+gpu-check: $(STAMP)
+	$(BIN)/python -m labkit gpu-check
 
 clean:
 	rm -rf $(VENV) .pytest_cache

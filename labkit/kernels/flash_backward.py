@@ -22,6 +22,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from labkit import device
+from labkit.kernels import launch
 from labkit.attention import validate_attention_inputs
 from labkit.attention_backward import _check_saved
 from labkit.kernels.flash_forward import DTYPES, HEAD_DIMS, flash_attention_forward
@@ -244,23 +245,20 @@ if device.HAS_TRITON:
                  + offs_d[None, :] * stride_dqd, dq.to(DQ.dtype.element_ty), mask=row_ok[:, None])
 
 
-def backward_block_sizes(head_dim: int, dtype: torch.dtype) -> tuple[int, int, int, int, int, int]:
-    """(BLOCK_M1, BLOCK_N1, BLOCK_M2, BLOCK_N2, num_warps, num_stages) of the backward launch.
+def backward_block_sizes(head_dim: int, dtype: torch.dtype,
+                         causal: bool = False) -> tuple[int, int, int, int, int, int]:
+    """(BLOCK_M1, BLOCK_N1, BLOCK_M2, BLOCK_N2, num_warps, num_stages) of the backward launch on this device.
 
     The dK/dV kernel holds a key block of BLOCK_N1 rows and streams query tiles of BLOCK_M1 rows;
     the dQ kernel holds BLOCK_M2 query rows and streams key tiles of BLOCK_N2 rows: the block a
-    program keeps (with its fp32 accumulators) is the larger one, as in FlashAttention-2. On a
-    GPU: the largest sizes for which ptxas reports (next to) no register spills on sm_90; fp32
-    dots with input_precision="ieee" run on CUDA cores, not tensor cores, and need smaller tiles.
-    In the interpreter, 32 x 64 tiles keep padding small and still give several tiles per diagonal.
+    program keeps (with its fp32 accumulators) is the larger one, as in FlashAttention-2. Chosen
+    per GPU architecture by ``labkit.kernels.launch`` (dkdv_config, dq_config); in the
+    interpreter, 32 x 64 tiles keep padding small and still give several tiles per diagonal.
     """
-    if device.INTERPRET:
-        return 32, 64, 64, 32, 4, 1
-    if dtype == torch.float32:
-        return (16, 32, 32, 16, 8, 2) if head_dim == 128 else (16, 64, 64, 16, 8, 2)
-    if head_dim == 128:
-        return 16, 64, 64, 16, 8, 3
-    return 32, 128, 128, 32, 8 if head_dim == 64 else 4, 3
+    arch = launch.current_arch()
+    c1 = launch.dkdv_config(arch, dtype, head_dim, causal)
+    c2 = launch.dq_config(arch, dtype, head_dim, causal)
+    return c1.block_m, c1.block_n, c2.block_m, c2.block_n, c1.num_warps, c1.num_stages
 
 
 def flash_attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -282,13 +280,15 @@ def flash_attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
         raise ValueError(f"compiled Triton kernels need CUDA tensors, got {q.device}")
     B, H, n_q, D = q.shape
     n_kv = k.shape[2]
-    BLOCK_M1, BLOCK_N1, BLOCK_M2, BLOCK_N2, num_warps, num_stages = backward_block_sizes(D, q.dtype)
+    BLOCK_M1, BLOCK_N1, BLOCK_M2, BLOCK_N2, num_warps, num_stages = backward_block_sizes(
+        D, q.dtype, causal)
+    pre = launch.preprocess_config(launch.current_arch(), q.dtype, D, causal)
     lse = lse.contiguous()
     delta = torch.empty((B, H, n_q), dtype=torch.float32, device=q.device)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    flash_attention_backward_preprocess_kernel[(triton.cdiv(n_q, BLOCK_M2), B * H)](
-        o, do, delta, *o.stride(), *do.stride(), H, n_q, HEAD_DIM=D, BLOCK_M=BLOCK_M2,
-        num_warps=num_warps)
+    flash_attention_backward_preprocess_kernel[(triton.cdiv(n_q, pre.block_m), B * H)](
+        o, do, delta, *o.stride(), *do.stride(), H, n_q, HEAD_DIM=D, BLOCK_M=pre.block_m,
+        num_warps=pre.num_warps, num_stages=pre.num_stages)
     options = dict(HEAD_DIM=D, CAUSAL=bool(causal),
                    DOT_FP32=device.INTERPRET and q.dtype == torch.bfloat16,
                    PRECISION="ieee" if q.dtype == torch.float32 else "tf32",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from labkit import device
+from labkit.kernels import launch
 from labkit.attention import validate_attention_inputs, visited_tiles  # noqa: F401 (re-exported)
 
 HEAD_DIMS = (16, 32, 64, 128)
@@ -128,18 +129,15 @@ if device.HAS_TRITON:
             tl.store(TILES + off_bh * tl.num_programs(0) + start_m, n_tiles)
 
 
-def block_sizes(head_dim: int, dtype: torch.dtype) -> tuple[int, int, int, int]:
-    """(BLOCK_M, BLOCK_N, num_warps, num_stages) the wrapper launches with.
+def block_sizes(head_dim: int, dtype: torch.dtype, causal: bool = False) -> tuple[int, int, int, int]:
+    """(BLOCK_M, BLOCK_N, num_warps, num_stages) the wrapper launches with on this device.
 
-    On a GPU: 128-row query blocks, 64-key tiles (32 for fp32 at D = 128, to fit shared
-    memory), 8 warps for D >= 64. In the interpreter every program runs as numpy calls, so
-    fewer, larger blocks are faster; 64 × 32 keeps padding small for short sequences.
+    Chosen per GPU architecture by ``labkit.kernels.launch.forward_config`` (smaller tiles on
+    the T4's 64 KiB of shared memory). In the interpreter every program runs as numpy calls,
+    so fewer, larger blocks are faster; 64 × 32 keeps padding small for short sequences.
     """
-    if device.INTERPRET:
-        return 64, 32, 4, 1
-    if dtype == torch.float32:
-        return 64, 32 if head_dim == 128 else 64, 4, 2
-    return 128, 64, 8 if head_dim >= 64 else 4, 3
+    c = launch.forward_config(launch.current_arch(), dtype, head_dim, causal)
+    return c.block_m, c.block_n, c.num_warps, c.num_stages
 
 
 def flash_attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -160,7 +158,7 @@ def flash_attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         raise ValueError(f"compiled Triton kernels need CUDA tensors, got {q.device}")
     B, H, n_q, D = q.shape
     n_kv = k.shape[2]
-    BLOCK_M, BLOCK_N, num_warps, num_stages = block_sizes(D, q.dtype)
+    BLOCK_M, BLOCK_N, num_warps, num_stages = block_sizes(D, q.dtype, causal)
     o = torch.empty((B, H, n_q, D), dtype=q.dtype, device=q.device)
     lse = torch.empty((B, H, n_q), dtype=torch.float32, device=q.device)
     n_blocks = triton.cdiv(n_q, BLOCK_M)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from labkit import device
+from labkit.kernels import launch
 
 if device.HAS_TRITON:
     import triton
@@ -30,15 +31,6 @@ MAX_FUSED_WIDTH = 32768
 # Default columns per block in the online kernel (rows no longer than this take one block).
 ONLINE_BLOCK = 4096
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-
-
-def _num_warps(block: int) -> int:
-    """Warps per program, as in Triton's fused-softmax tutorial: more threads for longer blocks."""
-    if block >= 4096:
-        return 16
-    if block >= 2048:
-        return 8
-    return 4
 
 
 if device.HAS_TRITON:
@@ -119,11 +111,12 @@ def _rows(x: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
 def _launch(kernel, out: torch.Tensor, x2: torch.Tensor, block: int) -> None:
     """Run ``kernel`` with one program per row of x2 (rows, width), writing out."""
     n_rows, n_cols = x2.shape
+    config = launch.softmax_config(launch.current_arch(), x2.dtype, block)  # per GPU arch
     # The interpreter evaluates the kernel with numpy, which warns on the IEEE arithmetic an
     # all -inf row does on purpose (-inf - -inf = NaN); the GPU does the same silently.
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         kernel[(n_rows,)](out, x2, x2.stride(0), out.stride(0), n_cols,
-                          BLOCK=block, num_warps=_num_warps(block))
+                          BLOCK=config.block_m, num_warps=config.num_warps)
 
 
 def softmax_triton(x: torch.Tensor) -> torch.Tensor:

@@ -8,59 +8,16 @@ logsumexp of each score row for the backward pass (notebook 05).
 """
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 
-__all__ = ["validate_attention_inputs", "visited_tiles", "naive_attention", "tiled_attention",
+from labkit.contracts import check_attention_inputs, check_positive_int
+
+__all__ = ["validate_attention_inputs", "check_blocks", "compute_dtype", "visited_tiles", "naive_attention", "tiled_attention",
            "flash_attention_forward"]
 
 
-def validate_attention_inputs(q, k, v, causal: bool = False, scale=None, *,
-                              head_dims: tuple[int, ...] | None = None,
-                              dtypes: tuple[torch.dtype, ...] | None = None) -> float:
-    """Check q, k, v (B, H, N, D) for attention and return the softmax scale (1/sqrt(D) by default).
-
-    Raises ValueError naming the problem: not a tensor, not 4-D, mismatched shapes, dtypes or
-    devices, an empty dimension, causal with N_q != N_kv, and (for kernels that pass them) a
-    head dim or dtype outside the supported set. Introduced in notebook 04.
-    """
-    for name, x in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(x, torch.Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor of shape (B, H, N, D), "
-                             f"got {type(x).__name__}")
-        if x.dim() != 4:
-            raise ValueError(f"{name} must be 4-D (B, H, N, D), got shape {tuple(x.shape)}")
-        if not x.is_floating_point():
-            raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-        if x.numel() == 0:
-            raise ValueError(f"{name} has an empty dimension: shape {tuple(x.shape)}")
-    if not q.dtype == k.dtype == v.dtype:
-        raise ValueError(f"q, k, v must share one dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
-    if not q.device == k.device == v.device:
-        raise ValueError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
-    if k.shape != v.shape:
-        raise ValueError(f"k and v must have the same shape (B, H, N_kv, D), "
-                         f"got {tuple(k.shape)} and {tuple(v.shape)}")
-    if q.shape[:2] != k.shape[:2] or q.shape[3] != k.shape[3]:
-        raise ValueError(f"q (B, H, N_q, D) and k, v (B, H, N_kv, D) must agree on B, H and D, "
-                         f"got q {tuple(q.shape)} and k {tuple(k.shape)}")
-    if causal and q.shape[2] != k.shape[2]:
-        raise ValueError(f"causal attention needs N_q == N_kv, got N_q={q.shape[2]} and "
-                         f"N_kv={k.shape[2]}")
-    D = q.shape[3]
-    if head_dims is not None and D not in head_dims:
-        raise ValueError(f"head dim D={D} is not supported; supported head dims: "
-                         f"{', '.join(map(str, head_dims))}")
-    if dtypes is not None and q.dtype not in dtypes:
-        raise ValueError(f"dtype {q.dtype} is not supported here; supported dtypes: "
-                         f"{', '.join(str(d).replace('torch.', '') for d in dtypes)}")
-    if scale is None:
-        return 1.0 / math.sqrt(D)
-    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale):
-        raise ValueError(f"scale must be a finite real number, got {scale!r}")
-    return float(scale)
+# The one input check of every attention function, PyTorch and Triton (labkit.contracts).
+validate_attention_inputs = check_attention_inputs
 
 
 # The PyTorch flash forward batches query tiles so that one score block holds about this many
@@ -69,13 +26,13 @@ def validate_attention_inputs(q, k, v, causal: bool = False, scale=None, *,
 SCORE_BLOCK_ELEMENTS = 1 << 18
 
 
-def _check_blocks(block_q, block_k) -> None:
-    for name, b in (("block_q", block_q), ("block_k", block_k)):
-        if isinstance(b, bool) or not isinstance(b, numbers.Integral) or b < 1:
-            raise ValueError(f"{name} must be a positive integer, got {b!r}")
+def check_blocks(block_q, block_k) -> None:
+    """block_q and block_k must be positive ints (not bool or float): contracts.check_positive_int."""
+    check_positive_int(block_q, "block_q")
+    check_positive_int(block_k, "block_k")
 
 
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """Accumulate in float32, or float64 for float64 inputs."""
     return torch.float64 if dtype == torch.float64 else torch.float32
 
@@ -86,8 +43,10 @@ def visited_tiles(n_q: int, n_kv: int, block_q: int, block_k: int, causal: bool)
     Non-causal: every key tile for every query tile. Causal: query tile i stops after the key
     tile holding its last query index, so key tiles wholly above the diagonal are skipped.
     Both ``flash_attention_forward`` here and the Triton kernel follow this count.
-    Introduced in notebook 05.
+    Sizes are ints >= 1 (contracts.check_positive_int). Introduced in notebook 05.
     """
+    n_q, n_kv = check_positive_int(n_q, "n_q"), check_positive_int(n_kv, "n_kv")
+    check_blocks(block_q, block_k)
     n_blocks_q = -(-n_q // block_q)
     if not causal:
         return n_blocks_q * -(-n_kv // block_k)
@@ -118,10 +77,10 @@ def tiled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_q: 
     float32 (float64 for float64 inputs); returns the input dtype. Introduced in notebook 05.
     """
     scale = validate_attention_inputs(q, k, v, False, scale)
-    _check_blocks(block_q, block_k)
+    check_blocks(block_q, block_k)
     B, H, n_q, D = q.shape
     n_kv = k.shape[2]
-    dtype, ct = q.dtype, _compute_dtype(q.dtype)
+    dtype, ct = q.dtype, compute_dtype(q.dtype)
     q, k, v = q.to(ct), k.to(ct), v.to(ct)
     o = torch.empty(B, H, n_q, D, dtype=ct, device=q.device)
     for i0 in range(0, n_q, block_q):
@@ -150,10 +109,10 @@ def flash_attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     the backward can be gradchecked). Introduced in notebook 05.
     """
     scale = validate_attention_inputs(q, k, v, causal, scale)
-    _check_blocks(block_q, block_k)
+    check_blocks(block_q, block_k)
     B, H, n_q, D = q.shape
     n_kv = k.shape[2]
-    dtype, ct = q.dtype, _compute_dtype(q.dtype)
+    dtype, ct = q.dtype, compute_dtype(q.dtype)
     q = (q.to(ct) * scale).reshape(B * H, n_q, D)  # scaled once: s = (scale q) k^T
     k_t = k.to(ct).reshape(B * H, n_kv, D).transpose(1, 2)  # (BH, D, N_kv)
     v = v.to(ct).reshape(B * H, n_kv, D)

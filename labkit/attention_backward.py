@@ -12,34 +12,12 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from labkit.attention import (SCORE_BLOCK_ELEMENTS, _check_blocks, _compute_dtype,
+from labkit.attention import (SCORE_BLOCK_ELEMENTS, check_blocks, compute_dtype,
                               flash_attention_forward, validate_attention_inputs)
+from labkit.contracts import check_saved_tensors
 
 __all__ = ["recompute_attention_backward", "flash_attention_backward", "FlashAttention",
            "flash_attention"]
-
-
-def _check_saved(q: torch.Tensor, *, lse_dtype: torch.dtype | None = None, **tensors) -> None:
-    """ValueError unless do, o are (B, H, N_q, D) in q's dtype and lse is a float (B, H, N_q), on q's device.
-
-    lse_dtype: the one dtype lse must have (the Triton backward wants float32); any float if None.
-    """
-    for name, x in tensors.items():
-        want = tuple(q.shape[:3]) if name == "lse" else tuple(q.shape)
-        layout = "(B, H, N_q)" if name == "lse" else "(B, H, N_q, D)"
-        if not isinstance(x, torch.Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor of shape {layout}, got {type(x).__name__}")
-        if tuple(x.shape) != want:
-            raise ValueError(f"{name} must have shape {layout} = {want} to match q "
-                             f"{tuple(q.shape)}, got {tuple(x.shape)}")
-        if name != "lse" and x.dtype != q.dtype:
-            raise ValueError(f"{name} must have dtype {q.dtype} like q, got {x.dtype}")
-        if name == "lse" and lse_dtype is not None and x.dtype != lse_dtype:
-            raise ValueError(f"lse must have dtype {lse_dtype}, got {x.dtype}")
-        if not x.is_floating_point():
-            raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-        if x.device != q.device:
-            raise ValueError(f"{name} must be on q's device {q.device}, got {x.device}")
 
 
 def recompute_attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
@@ -53,9 +31,9 @@ def recompute_attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Ten
     (dq, dk, dv) in the input dtype. Introduced in notebook 07.
     """
     scale = validate_attention_inputs(q, k, v, causal, scale)
-    _check_blocks(block_q, 1)
-    _check_saved(q, do=do)
-    dtype, ct = q.dtype, _compute_dtype(q.dtype)
+    check_blocks(block_q, 1)
+    check_saved_tensors(q, do=do)
+    dtype, ct = q.dtype, compute_dtype(q.dtype)
     q, k, v, do = (x.to(ct) for x in (q, k, v, do))
     n_q, n_kv = q.shape[2], k.shape[2]
     dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
@@ -90,11 +68,11 @@ def flash_attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
     float64 inputs); returns (dq, dk, dv) in the input dtype. Introduced in notebook 07.
     """
     scale = validate_attention_inputs(q, k, v, causal, scale)
-    _check_blocks(block_q, block_k)
-    _check_saved(q, do=do, o=o, lse=lse)
+    check_blocks(block_q, block_k)
+    check_saved_tensors(q, do=do, o=o, lse=lse)
     B, H, n_q, D = q.shape
     n_kv = k.shape[2]
-    dtype, ct = q.dtype, _compute_dtype(q.dtype)
+    dtype, ct = q.dtype, compute_dtype(q.dtype)
     qs = (q.to(ct) * scale).reshape(B * H, n_q, D)  # scale folded into q: S = qs kᵀ, dK = dSᵀ qs
     k = k.to(ct).reshape(B * H, n_kv, D)
     v = v.to(ct).reshape(B * H, n_kv, D)

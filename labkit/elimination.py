@@ -4,7 +4,10 @@ Every ``lu_factor*`` returns ``(lu, piv)`` in ``scipy.linalg.lu_factor``'s conve
 holds U on and above the diagonal and the unit-lower L strictly below it; ``piv[i]`` is the
 (0-based) row swapped with row i at step i. So ``scipy.linalg.lu_solve`` accepts any of them.
 The ladder ``lu_factor_loops`` -> ``lu_factor_rows`` -> ``lu_factor_rank1`` -> ``lu_factor``
-(blocked) computes the same factors ever faster. Introduced in notebook 08.
+(blocked) computes the same factors ever faster. Matrices must be dense (numpy arrays or nested
+lists), real, finite, square and non-empty: scipy.sparse and complex input raise TypeError,
+anything else ValueError naming the argument; a zero pivot raises numpy.linalg.LinAlgError
+(a ValueError). Inputs are never modified (docs/contracts.md). Introduced in notebook 08.
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ import numpy as np
 from scipy.linalg.blas import dtrsm
 from threadpoolctl import ThreadpoolController
 
+from labkit.contracts import ArgumentTypeError, check_int, check_matrix, check_positive_int, check_vector
+
 PIVOTING = ("none", "partial", "complete")
 BLOCK = 256  # panel width of the blocked LU
 PANEL_LEAF = 8  # panel columns this few are factored by rank-1 steps, more recursively
@@ -21,26 +26,13 @@ PANEL_LEAF = 8  # panel columns this few are factored by rank-1 steps, more recu
 
 # ---------------------------------------------------------------- validation
 def _square(A, name: str = "A") -> np.ndarray:
-    """A float64 copy of a finite square matrix, or ValueError naming the problem."""
-    A = np.array(A, dtype=np.float64, copy=True)
-    if A.ndim != 2 or A.shape[0] != A.shape[1]:
-        raise ValueError(f"{name} must be a square 2-D matrix, got shape {A.shape}")
-    if A.shape[0] == 0:
-        raise ValueError(f"{name} is empty (shape {A.shape})")
-    if not np.isfinite(A).all():
-        raise ValueError(f"{name} contains NaN or inf")
-    return A
+    """A float64 copy of a finite, dense, real square matrix (contracts.check_matrix)."""
+    return check_matrix(A, name)
 
 
 def _rhs(b, n: int, name: str = "b") -> np.ndarray:
-    """A float64 copy of a finite right-hand side of shape (n,) or (n, k)."""
-    b = np.array(b, dtype=np.float64, copy=True)
-    if b.ndim not in (1, 2) or b.shape[0] != n:
-        raise ValueError(f"{name} must have shape ({n},) or ({n}, k) to match the matrix, "
-                         f"got {b.shape}")
-    if not np.isfinite(b).all():
-        raise ValueError(f"{name} contains NaN or inf")
-    return b
+    """A float64 copy of a finite real right-hand side of shape (n,) or (n, k) (contracts.check_vector)."""
+    return check_vector(b, n, name, allow_2d=True)
 
 
 def _singular(col: int) -> np.linalg.LinAlgError:
@@ -285,8 +277,7 @@ def lu_factor(A, block: int = BLOCK):
     Returns (lu, piv) for ``lu_solve`` or ``scipy.linalg.lu_solve``. Introduced in notebook 08.
     """
     global _BLAS
-    if int(block) < 1:
-        raise ValueError(f"block must be a positive integer, got {block}")
+    block = check_positive_int(block, "block", fn="lu_factor")
     lu = _square(A)
     n = lu.shape[0]
     piv = np.arange(n, dtype=np.int32)
@@ -320,12 +311,16 @@ def lu_solve(lu_and_piv, b) -> np.ndarray:
     b may be (n,) or (n, k): one O(n^2) solve per column after the single O(n^3) factorisation.
     Introduced in notebook 08.
     """
+    if not isinstance(lu_and_piv, (tuple, list)) or len(lu_and_piv) != 2:
+        raise ArgumentTypeError(f"lu_and_piv must be the pair (lu, piv) that lu_factor returns, "
+                                f"got {type(lu_and_piv).__name__}")
     lu, piv = lu_and_piv
-    lu = np.asarray(lu, dtype=np.float64)
-    if lu.ndim != 2 or lu.shape[0] != lu.shape[1]:
-        raise ValueError(f"lu must be a square 2-D matrix, got shape {lu.shape}")
+    lu = check_matrix(lu, "lu")
     n = lu.shape[0]
     piv = np.asarray(piv)
+    if piv.dtype.kind not in "iu":
+        raise ArgumentTypeError(f"piv must hold integer row indices (0-based, as scipy's "
+                                f"lu_factor returns), got dtype {piv.dtype}")
     if piv.shape != (n,) or piv.min(initial=0) < 0 or piv.max(initial=0) >= n:
         raise ValueError(f"piv must hold {n} row indices in [0, {n}) (0-based, as scipy's "
                          f"lu_factor returns), got shape {piv.shape}")
@@ -340,4 +335,5 @@ def lu_solve(lu_and_piv, b) -> np.ndarray:
 
 def lu_flops(n: int) -> int:
     """Floating-point operations of LU (divisions, multiplies, subtractions): 2n^3/3 - n^2/2 - n/6 ~ 2n^3/3."""
+    n = check_int(n, "n", 0, fn="lu_flops")
     return (4 * n ** 3 - 3 * n ** 2 - n) // 6

@@ -6,7 +6,9 @@ x <- x + M^{-1} (b - A x): a residual (one product with A) and a triangular solv
 both in compiled code, for dense arrays and scipy.sparse CSR alike. The componentwise
 ``*_sweep`` functions are the slow, obviously correct references. The solvers follow
 scipy.sparse.linalg: converged when ||b - A x|| <= max(rtol ||b||, atol); ``info`` is 0 then,
-otherwise the number of iterations done (with a ConvergenceWarning). Introduced in notebook 09.
+otherwise the number of iterations done (with a ConvergenceWarning). A is a real square matrix
+(dense or scipy.sparse), b and x0 real vectors, all finite; rtol, atol >= 0; 0 < omega < 2;
+otherwise TypeError/ValueError naming the argument (docs/contracts.md). Introduced in notebook 09.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy.linalg.lapack import dtrtrs
+
+from labkit.contracts import check_int, check_matrix, check_real, check_tolerance, check_vector
 
 METHODS = ("jacobi", "gauss-seidel", "sor")
 DIVERGED = 1e12  # a residual this many times the starting one counts as divergence
@@ -27,27 +31,9 @@ class ConvergenceWarning(UserWarning):
 
 # ---------------------------------------------------------------- validation
 def _system(A, b):
-    """(A, b) as float64 (dense copy or CSR copy) after checking shapes and finiteness."""
-    if sp.issparse(A):
-        A = sp.csr_array(A, dtype=np.float64, copy=True)
-        A.sum_duplicates()
-        values = A.data
-    else:
-        A = np.array(A, dtype=np.float64, copy=True)
-        values = A
-    if A.ndim != 2 or A.shape[0] != A.shape[1]:
-        raise ValueError(f"A must be a square 2-D matrix, got shape {A.shape}")
-    n = A.shape[0]
-    if n == 0:
-        raise ValueError("A is empty (shape (0, 0))")
-    if not np.isfinite(values).all():
-        raise ValueError("A contains NaN or inf")
-    b = np.array(b, dtype=np.float64, copy=True)
-    if b.shape != (n,):
-        raise ValueError(f"b must have shape ({n},) to match A, got {b.shape}")
-    if not np.isfinite(b).all():
-        raise ValueError("b contains NaN or inf")
-    return A, b
+    """(A, b) as float64 (dense copy or CSR copy) after checking types, shapes and finiteness."""
+    A = check_matrix(A, "A", allow_sparse=True)
+    return A, check_vector(b, A.shape[0], "b", against="A")
 
 
 def _diagonal(A) -> np.ndarray:
@@ -55,20 +41,16 @@ def _diagonal(A) -> np.ndarray:
     d = A.diagonal() if sp.issparse(A) else np.diag(A).copy()
     zero = np.flatnonzero(d == 0.0)
     if zero.size:
-        raise ValueError(f"zero on the diagonal at row {zero[0]}: Jacobi, Gauss-Seidel and SOR "
+        raise ValueError(f"A has a zero on the diagonal at row {zero[0]}: Jacobi, Gauss-Seidel and SOR "
                          f"divide by a_ii; reorder the rows (pivot) so the diagonal is nonzero")
     return d
 
 
-def _start(x0, n: int) -> np.ndarray:
+def _start(x0, n: int, name: str = "x0") -> np.ndarray:
+    """A float64 copy of the starting vector (zeros for None), named ``name`` in errors."""
     if x0 is None:
         return np.zeros(n)
-    x = np.array(x0, dtype=np.float64, copy=True)
-    if x.shape != (n,):
-        raise ValueError(f"x0 must have shape ({n},), got {x.shape}")
-    if not np.isfinite(x).all():
-        raise ValueError("x0 contains NaN or inf")
-    return x
+    return check_vector(x0, n, name, against="A")
 
 
 # ---------------------------------------------------------------- splittings
@@ -79,9 +61,9 @@ def splitting(A, method: str = "gauss-seidel", omega: float = 1.0):
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if method == "sor" and not 0.0 < omega < 2.0:
-        raise ValueError(f"SOR needs 0 < omega < 2 (it diverges otherwise), got omega={omega}")
-    w = omega if method == "sor" else 1.0
+    w = check_real(omega, "omega", low=0.0, high=2.0, why=" (SOR diverges otherwise)") \
+        if method == "sor" else 1.0
+    A = check_matrix(A, "A", allow_sparse=True)
     d = _diagonal(A)
     if sp.issparse(A):
         D = sp.diags_array(d / w, format="csr")
@@ -92,14 +74,16 @@ def splitting(A, method: str = "gauss-seidel", omega: float = 1.0):
 
 def iteration_matrix(A, method: str = "gauss-seidel", omega: float = 1.0) -> np.ndarray:
     """G = I - M^{-1} A (dense): e_{k+1} = G e_k, so the method converges iff rho(G) < 1."""
-    A = A.toarray() if sp.issparse(A) else np.asarray(A, dtype=np.float64)
+    A = check_matrix(A, "A", allow_sparse=True)
+    A = A.toarray() if sp.issparse(A) else A
     M = splitting(A, method, omega)
     return np.eye(A.shape[0]) - np.linalg.solve(M, A)
 
 
 def spectral_radius(G) -> float:
     """rho(G) = max |lambda_i(G)| (dense eigenvalues: for the small matrices of notebook 09)."""
-    G = G.toarray() if sp.issparse(G) else np.asarray(G, dtype=np.float64)
+    G = check_matrix(G, "G", allow_sparse=True)
+    G = G.toarray() if sp.issparse(G) else G
     return float(np.abs(np.linalg.eigvals(G)).max())
 
 
@@ -127,14 +111,17 @@ def splitting_solver(A, method: str = "gauss-seidel", omega: float = 1.0):
 
 # ---------------------------------------------------------------- the solvers
 def _iterate(A, b, x0, method, omega, rtol, atol, maxiter, callback):
+    rtol, atol = check_tolerance(rtol, "rtol"), check_tolerance(atol, "atol")
+    maxiter = None if maxiter is None else check_int(maxiter, "maxiter", 0)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable (called as callback(xk)), got {callback!r}")
     A, b = _system(A, b)
     n = A.shape[0]
     x = _start(x0, n)
     solve = splitting_solver(A, method, omega)
-    maxiter = max(5000, 10 * n) if maxiter is None else int(maxiter)
-    if maxiter < 0:
-        raise ValueError(f"maxiter must be >= 0, got {maxiter}")
-    tol = max(rtol * np.linalg.norm(b), atol)
+    maxiter = max(5000, 10 * n) if maxiter is None else maxiter
+    with np.errstate(over="ignore", invalid="ignore"):
+        tol = max(rtol * np.linalg.norm(b), atol)
     name = {"jacobi": "Jacobi", "gauss-seidel": "Gauss-Seidel", "sor": f"SOR(omega={omega:g})"}[method]
     r0norm = None
     with np.errstate(over="ignore", invalid="ignore"):
@@ -190,7 +177,8 @@ def sor(A, b, x0=None, *, omega, rtol=1e-8, atol=0.0, maxiter=None, callback=Non
 
     Splitting M = D/omega + L. Same contract as ``jacobi``. Introduced in notebook 09.
     """
-    return _iterate(A, b, x0, "sor", float(omega), rtol, atol, maxiter, callback)
+    omega = check_real(omega, "omega", low=0.0, high=2.0, why=" (SOR diverges otherwise)")
+    return _iterate(A, b, x0, "sor", omega, rtol, atol, maxiter, callback)
 
 
 # ---------------------------------------------------------------- componentwise references
@@ -210,7 +198,7 @@ def jacobi_sweep(A, b, x) -> np.ndarray:
     """One Jacobi sweep, componentwise: every x_i from the old x. Returns a new array."""
     A, b = _system(A, b)
     d = _diagonal(A)
-    x_old = _start(x, A.shape[0])
+    x_old = _start(x, A.shape[0], "x")
     x_new = np.empty_like(x_old)
     for i, (cols, vals) in enumerate(_rows(A)):
         x_new[i] = (b[i] - vals @ x_old[cols] + d[i] * x_old[i]) / d[i]
@@ -222,11 +210,10 @@ def sor_sweep(A, b, x, omega: float) -> np.ndarray:
 
     x_j is already the new value for j < i. Returns a new array; x is not modified.
     """
-    if not 0.0 < omega < 2.0:
-        raise ValueError(f"SOR needs 0 < omega < 2, got omega={omega}")
+    omega = check_real(omega, "omega", low=0.0, high=2.0, why=" (SOR diverges otherwise)")
     A, b = _system(A, b)
     d = _diagonal(A)
-    x = _start(x, A.shape[0])
+    x = _start(x, A.shape[0], "x")
     for i, (cols, vals) in enumerate(_rows(A)):
         gs = (b[i] - vals @ x[cols] + d[i] * x[i]) / d[i]
         x[i] = (1.0 - omega) * x[i] + omega * gs
@@ -247,8 +234,10 @@ def gauss_seidel_sweep_getrow(A, b, x) -> np.ndarray:
 
     Kept to measure against: benchmark only.
     """
+    A, b = _system(A, b)
     A = sp.csr_matrix(A)
-    x = np.array(x, dtype=np.float64, copy=True)
+    _diagonal(A)
+    x = _start(x, A.shape[0], "x")
     for i in range(A.shape[0]):
         row = A.getrow(i).toarray().ravel()
         x[i] = (b[i] - row @ x + row[i] * x[i]) / row[i]
@@ -256,13 +245,21 @@ def gauss_seidel_sweep_getrow(A, b, x) -> np.ndarray:
 
 
 def relative_residual(A, x, b) -> float:
-    """||b - A x|| / ||b||."""
+    """||b - A x|| / ||b|| for A (dense or sparse, square) and vectors x, b (b nonzero)."""
+    A, b = _system(A, b)
+    x = check_vector(x, A.shape[0], "x", against="A")
+    if not np.any(b):
+        raise ValueError("b is zero: the relative residual ||b - A x|| / ||b|| is undefined")
     return float(np.linalg.norm(b - A @ x) / np.linalg.norm(b))
 
 
 def relative_error(x, x_true) -> float:
-    """||x - x*|| / ||x*||."""
-    return float(np.linalg.norm(np.asarray(x) - x_true) / np.linalg.norm(x_true))
+    """||x - x*|| / ||x*|| for finite vectors of one shape (x_true nonzero)."""
+    x_true = check_vector(x_true, np.shape(x_true)[0] if np.ndim(x_true) else -1, "x_true")
+    x = check_vector(x, x_true.shape[0], "x", against="x_true")
+    if not np.any(x_true):
+        raise ValueError("x_true is zero: the relative error ||x - x*|| / ||x*|| is undefined")
+    return float(np.linalg.norm(x - x_true) / np.linalg.norm(x_true))
 
 
 _GRID_SOLVERS = ("red_black_sweep", "poisson_red_black", "red_black_ordering", "optimal_omega")

@@ -6,7 +6,9 @@
 Gauss-Seidel cos^2(pi h), SOR with the optimal omega = 2/(1 + sin(pi h)): omega - 1.
 Red-black ordering colours (i + j) even red and odd black: every red point's neighbours are
 black, so each colour updates all at once, one array expression per half-sweep: the
-ordering that parallelises. Introduced in notebook 09.
+ordering that parallelises. m is an int >= 1, omega a real in (0, 2), f a finite real (m, m)
+array; otherwise TypeError/ValueError naming the argument (docs/contracts.md). Introduced in
+notebook 09.
 """
 from __future__ import annotations
 
@@ -14,13 +16,16 @@ import warnings
 
 import numpy as np
 
+from labkit.contracts import (ArgumentTypeError, check_int, check_matrix, check_real,
+                              check_tolerance)
 from labkit.iterative import ConvergenceWarning
+
+_OMEGA = dict(low=0.0, high=2.0, why=" (SOR diverges otherwise)")
 
 
 def grid_h(m: int) -> float:
     """Mesh width h = 1/(m+1) for m interior points per side."""
-    if m < 1:
-        raise ValueError(f"m must be at least 1, got {m}")
+    m = check_int(m, "m", 1)
     return 1.0 / (m + 1)
 
 
@@ -41,7 +46,7 @@ def spectral_radius_theory(m: int, method: str, omega: float | None = None) -> f
         return float(c * c)
     if method != "sor":
         raise ValueError(f"method must be 'jacobi', 'gauss-seidel' or 'sor', got {method!r}")
-    w = optimal_omega(m) if omega is None else float(omega)
+    w = optimal_omega(m) if omega is None else check_real(omega, "omega", **_OMEGA)
     if w >= optimal_omega(m):
         return w - 1.0
     # Young: sqrt(lambda) = (w c + sqrt(w^2 c^2 - 4(w - 1))) / 2 for w below the optimum.
@@ -57,6 +62,9 @@ def iterations_theory(m: int, method: str, rtol: float = 1e-6, omega: float | No
     a 2 x 2 Jordan block, so the error falls like k rho^k, not rho^k; with ``jordan`` (the
     default there) k solves k rho^k = rtol instead.
     """
+    rtol = check_real(rtol, "rtol", low=0.0, high=1.0)
+    if jordan is not None and not isinstance(jordan, (bool, np.bool_)):
+        raise ArgumentTypeError(f"jordan must be None or a bool, got {jordan!r}")
     rho = spectral_radius_theory(m, method, omega)
     k = float(np.log(rtol) / np.log(rho))
     if jordan is None:
@@ -69,6 +77,7 @@ def iterations_theory(m: int, method: str, rtol: float = 1e-6, omega: float | No
 
 def red_black_masks(m: int):
     """Boolean (m, m) masks of the red ((i + j) even) and black points."""
+    m = check_int(m, "m", 1)
     i, j = np.indices((m, m))
     red = (i + j) % 2 == 0
     return red, ~red
@@ -87,14 +96,26 @@ def _neighbours(u: np.ndarray) -> np.ndarray:
 
 def grid_residual(u: np.ndarray, f: np.ndarray) -> np.ndarray:
     """h^2 f - A u on the interior, u (m+2, m+2) padded, f (m, m) already times h^2."""
+    f = check_matrix(f, "f")
+    u = check_matrix(u, "u")
+    if u.shape != (f.shape[0] + 2,) * 2:
+        raise ValueError(f"u must be {(f.shape[0] + 2,) * 2} (the grid with its boundary) to "
+                         f"match f {f.shape}, got {u.shape}")
     return f - (4.0 * u[1:-1, 1:-1] - _neighbours(u))
 
 
 def red_black_sweep(u: np.ndarray, f: np.ndarray, omega: float = 1.0) -> np.ndarray:
     """One red-black SOR sweep in place (Gauss-Seidel for omega = 1): all red points, then all black.
 
-    u is (m+2, m+2) with its zero boundary, f is (m, m) times h^2. Returns u.
+    u is (m+2, m+2) with its zero boundary, a float64 numpy array (updated in place: the one
+    labkit function that modifies an argument), f is (m, m) times h^2. Returns u.
     """
+    f = check_matrix(f, "f")
+    omega = check_real(omega, "omega", **_OMEGA)
+    if not isinstance(u, np.ndarray) or u.dtype != np.float64:
+        raise ArgumentTypeError(f"u must be a float64 numpy array (it is updated in place), got "
+                                f"{type(u).__name__}" + (f" of dtype {u.dtype}"
+                                                         if isinstance(u, np.ndarray) else ""))
     m = f.shape[0]
     if u.shape != (m + 2, m + 2):
         raise ValueError(f"u must be ({m + 2}, {m + 2}) (the grid with its boundary), got {u.shape}")
@@ -112,15 +133,13 @@ def poisson_red_black(f: np.ndarray, *, omega: float = 1.0, rtol: float = 1e-8,
     Same contract as ``iterative.gauss_seidel``: returns (u (m, m), info), converged when
     ||f - A u|| <= max(rtol ||f||, atol). Introduced in notebook 09.
     """
-    f = np.array(f, dtype=np.float64, copy=True)
-    if f.ndim != 2 or f.shape[0] != f.shape[1]:
-        raise ValueError(f"f must be a square (m, m) grid, got shape {f.shape}")
-    if not np.isfinite(f).all():
-        raise ValueError("f contains NaN or inf")
-    if not 0.0 < omega < 2.0:
-        raise ValueError(f"SOR needs 0 < omega < 2, got omega={omega}")
+    f = check_matrix(f, "f")
+    omega = check_real(omega, "omega", **_OMEGA)
+    rtol, atol = check_tolerance(rtol, "rtol"), check_tolerance(atol, "atol")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable (called as callback(u)), got {callback!r}")
     m = f.shape[0]
-    maxiter = max(5000, 10 * m * m) if maxiter is None else int(maxiter)
+    maxiter = max(5000, 10 * m * m) if maxiter is None else check_int(maxiter, "maxiter", 0)
     u = np.zeros((m + 2, m + 2))
     tol = max(rtol * np.linalg.norm(f), atol)
     for k in range(maxiter + 1):

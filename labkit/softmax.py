@@ -1,8 +1,11 @@
 """Softmax four ways: naive, safe (max-subtracted), online (one pass for max and sum), and logsumexp.
 
 The softmaxes take a floating-point tensor and a ``dim``, compute in float32 for fp16/bf16 (float64
-stays float64) and return the input's dtype. Rows that are entirely -inf give NaN, as
-``torch.softmax`` does. Introduced in notebooks 01-03.
+stays float64) and return the input's dtype. As ``torch.softmax`` does, rows that are entirely
+-inf, or that contain +inf or NaN, give all NaN (log_softmax too); logsumexp is +inf for a row
+with +inf. Inputs are never modified. x must be a floating torch.Tensor and dim an int in range;
+otherwise TypeError/ValueError naming the argument (labkit.contracts, docs/contracts.md).
+Introduced in notebooks 01-03.
 """
 from __future__ import annotations
 
@@ -11,22 +14,17 @@ from typing import NamedTuple
 
 import torch
 
+from labkit.contracts import ArgumentTypeError, check_dim, check_positive_int, check_tensor
+
 DEFAULT_BLOCK = 128  # columns per block in online_softmax
 
 
 def _prepare(x: torch.Tensor, dim: int, name: str) -> tuple[torch.Tensor, int]:
-    """Validate input; return it upcast for computation (fp16/bf16 -> fp32) and dim normalised."""
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name} takes a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise ValueError(f"{name} needs a floating-point tensor, got {x.dtype} "
-                         f"(convert first, e.g. x.float())")
-    ndim = max(x.dim(), 1)
-    if not -ndim <= dim < ndim:
-        raise ValueError(f"{name}: dim={dim} is out of range for a tensor with "
-                         f"{x.dim()} dimension(s) (shape {tuple(x.shape)})")
+    """Validate input (contracts.check_tensor, check_dim); return it upcast (fp16/bf16 -> fp32) and dim normalised."""
+    check_tensor(x, "x", fn=name, floating=True)
+    dim = check_dim(dim, x.dim(), "dim", fn=name, shape=tuple(x.shape))
     compute = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-    return compute, dim % ndim
+    return compute, dim
 
 
 def normalize(e: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -38,15 +36,18 @@ def normalize(e: torch.Tensor, dim: int = -1) -> torch.Tensor:
 def overflow_threshold(dtype: torch.dtype) -> float:
     """The largest x with exp(x) finite in ``dtype``: ln(finfo(dtype).max), about 88.72 in float32 (notebook 01)."""
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"overflow_threshold needs a floating-point torch dtype, got {dtype!r}")
+        raise ArgumentTypeError(f"overflow_threshold needs a floating-point torch dtype, got {dtype!r}")
     return math.log(torch.finfo(dtype).max)
 
 
 def naive_softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """softmax(x)_i = exp(x_i) / sum_j exp(x_j), exactly as written: overflows once x > ~88.7 (notebook 01)."""
+    """softmax(x)_i = exp(x_i) / sum_j exp(x_j), exactly as written: a finite x > ~88.7 overflows to NaN there (notebook 01)."""
     xc, dim = _prepare(x, dim, "naive_softmax")
     e = torch.exp(xc)  # read x (sum fused in a good kernel)
-    return normalize(e, dim).to(x.dtype)  # read again, write
+    out = normalize(e, dim)  # read again, write
+    if xc.numel():  # a row holding +inf is all NaN, as in torch.softmax (inf/inf alone would leave 0s)
+        out = out.masked_fill(torch.isposinf(xc).any(dim=dim, keepdim=True), float("nan"))
+    return out.to(x.dtype)
 
 
 def safe_softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -69,10 +70,14 @@ def logsumexp(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
 
 def log_softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """log softmax(x)_i = x_i - logsumexp(x): exact where softmax underflows to 0 (notebook 02)."""
+    """log softmax(x)_i = (x_i - m) - log sum_j exp(x_j - m), m = max x: exact where softmax underflows; +inf rows NaN, as torch (notebook 02)."""
     xc, dim = _prepare(x, dim, "log_softmax")
-    lse = logsumexp(xc, dim)
-    return (xc - (lse.unsqueeze(dim) if xc.dim() else lse)).to(x.dtype)
+    if xc.numel() == 0:
+        return x.clone()
+    m = xc.amax(dim=dim, keepdim=True)
+    z = xc - torch.where(torch.isinf(m), torch.zeros_like(m), m)  # shifted first: x - lse cancels
+    out = z - torch.log(torch.exp(z).sum(dim=dim, keepdim=True))
+    return out.masked_fill(torch.isposinf(m), float("nan")).to(x.dtype)  # +inf row: NaN, as torch
 
 
 class OnlineState(NamedTuple):
@@ -99,7 +104,25 @@ def _finite_or_zero(m: torch.Tensor) -> torch.Tensor:
 
 
 def merge_states(a: OnlineState, b: OnlineState) -> OnlineState:
-    """m = max(m_a, m_b), d = d_a e^(m_a - m) + d_b e^(m_b - m): associative, so blocks merge in any grouping (notebook 03)."""
+    """m = max(m_a, m_b), d = d_a e^(m_a - m) + d_b e^(m_b - m): associative, so blocks merge in any grouping (notebook 03).
+
+    a and b must be OnlineStates (as online_state returns) whose m and d are floating tensors
+    of one shape on one device; otherwise TypeError/ValueError naming a or b.
+    """
+    for name, st in (("a", a), ("b", b)):
+        if not isinstance(st, OnlineState):
+            raise ArgumentTypeError(f"merge_states: {name} must be an OnlineState(m, d) as "
+                                    f"online_state returns, got {type(st).__name__} (wrap a "
+                                    f"pair: OnlineState(m, d))")
+        check_tensor(st.m, f"{name}.m", fn="merge_states", floating=True)
+        check_tensor(st.d, f"{name}.d", fn="merge_states", floating=True)
+        if st.m.shape != st.d.shape:
+            raise ValueError(f"merge_states: {name}.m and {name}.d must have one shape, got "
+                             f"{tuple(st.m.shape)} and {tuple(st.d.shape)}")
+    if a.m.shape != b.m.shape or a.m.device != b.m.device:
+        raise ValueError(f"merge_states: a and b must be states of the same rows (one shape, one "
+                         f"device), got a.m {tuple(a.m.shape)} on {a.m.device} and b.m "
+                         f"{tuple(b.m.shape)} on {b.m.device}")
     m = torch.maximum(a.m, b.m)
     safe = _finite_or_zero(m)
     d = a.d * torch.exp(a.m - safe) + b.d * torch.exp(b.m - safe)
@@ -111,8 +134,7 @@ def online_softmax(x: torch.Tensor, dim: int = -1, block_size: int = DEFAULT_BLO
 
     Same answer for any ``block_size`` up to rounding; matches torch.softmax including all -inf rows.
     """
-    if not isinstance(block_size, int) or block_size < 1:
-        raise ValueError(f"online_softmax: block_size must be a positive int, got {block_size!r}")
+    block_size = check_positive_int(block_size, "block_size", fn="online_softmax")
     xc, dim = _prepare(x, dim, "online_softmax")
     if xc.dim() == 0 or xc.numel() == 0:
         return safe_softmax(x, dim)

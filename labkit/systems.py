@@ -3,7 +3,9 @@ Poisson 2-D, Hilbert, Wilkinson, and the real matrices kept in ``data/``.
 
 Every generator is deterministic (numpy ``default_rng(seed)``). The lab's generators
 return ``(A, b, x_true)`` with ``A`` in CSR, ``x_true`` uniform in [0, 1) and
-``b = A @ x_true``. Introduced in notebooks 08 and 09.
+``b = A @ x_true``. Sizes n, m are ints >= 1, seeds ints >= 0, density a real in [0, 1];
+otherwise TypeError/ValueError naming the argument (docs/contracts.md). Introduced in
+notebooks 08 and 09.
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 import scipy.sparse as sp
+
+from labkit.contracts import ArgumentTypeError, check_int, check_real
 
 # The lab's experiment: N = 1000, density 0.01, seed 10.
 LAB_N, LAB_DENSITY, LAB_SEED = 1000, 0.01, 10
@@ -22,8 +26,8 @@ DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
 def _offdiagonal(n: int, density: float, rng: np.random.Generator) -> sp.csr_array:
     """Random sparse (n, n) matrix with values in [0, 1) and an empty diagonal."""
-    if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}")
+    n = check_int(n, "n", 1)
+    density = check_real(density, "density")
     if not 0.0 <= density <= 1.0:
         raise ValueError(f"density must be in [0, 1], got {density}")
     R = sp.random_array((n, n), density=density, format="coo", rng=rng)
@@ -45,7 +49,7 @@ def diagonally_dominant(n: int = LAB_N, density: float = LAB_DENSITY, seed: int 
 
     Jacobi and Gauss-Seidel both converge. Returns (A csr, b, x_true).
     """
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_int(seed, "seed", 0))
     R = _offdiagonal(n, density, rng)
     diag = np.abs(R).sum(axis=1) + rng.uniform(0.1, 1.0, size=n)
     return _with_solution(R + sp.diags_array(diag), rng)
@@ -57,7 +61,7 @@ def not_diagonally_dominant(n: int = LAB_N, density: float = LAB_DENSITY, seed: 
     Diagonal dominance fails in every row; convergence is no longer guaranteed.
     Returns (A csr, b, x_true).
     """
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_int(seed, "seed", 0))
     R = _offdiagonal(n, density, rng)
     diag = np.abs(R).sum(axis=1) - rng.uniform(0.1, 1.0, size=n)
     diag[diag <= 0] = -1.0
@@ -70,7 +74,8 @@ def large_spectral_radius(n: int = LAB_N, density: float = LAB_DENSITY, seed: in
 
     Jacobi and Gauss-Seidel diverge; direct methods do not care. Returns (A csr, b, x_true).
     """
-    rng = np.random.default_rng(seed)
+    scale = check_real(scale, "scale")
+    rng = np.random.default_rng(check_int(seed, "seed", 0))
     R = _offdiagonal(n, density, rng) * scale
     diag = rng.uniform(0.1, 0.9, size=n)
     return _with_solution(R + sp.diags_array(diag), rng)
@@ -85,8 +90,7 @@ LAB_SYSTEMS = {
 
 def poisson_1d(n: int) -> sp.csr_array:
     """tridiag(-1, 2, -1) of order n: -u'' on n interior points, times h^2."""
-    if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}")
+    n = check_int(n, "n", 1)
     return sp.diags_array([-np.ones(n - 1), 2 * np.ones(n), -np.ones(n - 1)],
                           offsets=[-1, 0, 1], format="csr")
 
@@ -97,15 +101,14 @@ def poisson_2d(m: int) -> sp.csr_array:
     Row k = i*m + j is grid point (i, j), i the row (y), j the column (x). Introduced in
     notebook 09.
     """
-    T = poisson_1d(m)
+    T = poisson_1d(check_int(m, "m", 1))
     I = sp.identity(m, format="csr")
     return sp.csr_array(sp.kron(I, T) + sp.kron(T, I))
 
 
 def hilbert(n: int) -> np.ndarray:
     """H_ij = 1 / (i + j + 1) (0-based): SPD and famously ill-conditioned, kappa ~ e^(3.5 n)."""
-    if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}")
+    n = check_int(n, "n", 1)
     i = np.arange(n)
     return 1.0 / (i[:, None] + i[None, :] + 1.0)
 
@@ -116,8 +119,7 @@ def wilkinson(n: int) -> np.ndarray:
     Partial pivoting never swaps on it, and the last column doubles at every step:
     growth factor 2^(n-1), the worst case. Introduced in notebook 08.
     """
-    if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}")
+    n = check_int(n, "n", 1)
     W = np.eye(n) - np.tril(np.ones((n, n)), -1)
     W[:, -1] = 1.0
     return W
@@ -135,6 +137,10 @@ def gauss_seidel_not_jacobi() -> np.ndarray:
 
 def load_matrix(name: str) -> sp.csr_array:
     """The Matrix Market file data/matrices/<name>.mtx as a CSR array (see data/README.md)."""
+    if not isinstance(name, str):
+        raise ArgumentTypeError(f"name must be a str (a file stem in data/matrices), got {name!r}")
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise ValueError(f"name must be a plain file stem in data/matrices, got {name!r}")
     path = DATA_DIR / "matrices" / f"{name}.mtx"
     if not path.is_file():
         have = sorted(p.stem for p in (DATA_DIR / "matrices").glob("*.mtx")) \

@@ -174,6 +174,7 @@ def test_bfloat16_only_on_gpu(kernel):
 
 def test_input_requiring_grad_is_accepted():
     x = _randn(2, 10, seed=9).requires_grad_()
-    out = softmax_triton(x)
+    with pytest.warns(UserWarning, match="no gradient flows.*safe_softmax"):
+        out = softmax_triton(x)
     assert not out.requires_grad
     _assert_softmax(out, x.detach())

@@ -24,7 +24,7 @@ from torch.autograd.function import once_differentiable
 from labkit import device
 from labkit.kernels import launch
 from labkit.attention import validate_attention_inputs
-from labkit.attention_backward import _check_saved
+from labkit.contracts import check_saved_tensors
 from labkit.kernels.flash_forward import DTYPES, HEAD_DIMS, flash_attention_forward
 
 __all__ = ["flash_attention_backward", "FlashAttention", "flash_attention", "backward_block_sizes"]
@@ -273,7 +273,7 @@ def flash_attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
     """
     device.require_triton()
     scale = validate_attention_inputs(q, k, v, causal, scale, head_dims=HEAD_DIMS, dtypes=DTYPES)
-    _check_saved(q, do=do, o=o, lse=lse, lse_dtype=torch.float32)
+    check_saved_tensors(q, do=do, o=o, lse=lse, lse_dtype=torch.float32)
     if device.INTERPRET and q.device.type != "cpu":
         raise ValueError(f"the Triton interpreter runs on CPU tensors, got {q.device}")
     if not device.INTERPRET and q.device.type != "cuda":

@@ -11,6 +11,7 @@ import torch
 
 from labkit import device
 from labkit.kernels import launch
+from labkit.contracts import warn_no_grad
 from labkit.attention import validate_attention_inputs, visited_tiles  # noqa: F401 (re-exported)
 
 HEAD_DIMS = (16, 32, 64, 128)
@@ -148,8 +149,10 @@ def flash_attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     o has the input dtype (fp32, fp16, bf16), lse = logsumexp of the scaled (masked) scores,
     float32 (B, H, N_q). With ``return_tiles=True`` also returns an int32 (B, H, n_query_blocks)
     tensor counting the K/V tiles each program actually loaded, which sums per (b, h) to
-    ``visited_tiles(N_q, N_kv, BLOCK_M, BLOCK_N, causal)``. Introduced in notebook 06.
+    ``visited_tiles(N_q, N_kv, BLOCK_M, BLOCK_N, causal)``. Forward only: inputs that require
+    grad get a UserWarning (kernels.flash_attention is differentiable). Introduced in notebook 06.
     """
+    warn_no_grad("kernels.flash_attention_forward", "kernels.flash_attention", q=q, k=k, v=v)
     device.require_triton()
     scale = validate_attention_inputs(q, k, v, causal, scale, head_dims=HEAD_DIMS, dtypes=DTYPES)
     if device.INTERPRET and q.device.type != "cpu":

@@ -19,6 +19,7 @@ import torch
 
 from labkit import device
 from labkit.kernels import launch
+from labkit.contracts import ArgumentTypeError, warn_no_grad
 
 if device.HAS_TRITON:
     import triton
@@ -85,9 +86,10 @@ def _rows(x: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate x; return it as (rows, width) with unit column stride, and an empty output like it."""
     device.require_triton()
     if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name} takes a torch.Tensor, got {type(x).__name__}")
+        raise ArgumentTypeError(f"{name}: x must be a torch.Tensor, got {type(x).__name__}")
     if x.dtype not in SUPPORTED_DTYPES:
-        raise ValueError(f"{name} supports float32, float16 and bfloat16 tensors, got {x.dtype}"
+        raise ArgumentTypeError(f"{name}: x has dtype {x.dtype}; {name} supports float32, float16 "
+                                f"and bfloat16 tensors"
                          + (" (convert first, e.g. x.float())" if not x.is_floating_point() else
                             " (use labkit.softmax.safe_softmax for float64)"))
     if device.INTERPRET:
@@ -95,7 +97,7 @@ def _rows(x: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
             raise ValueError(f"{name}: Triton's interpreter is on (TRITON_INTERPRET=1), so x must be "
                              f"a CPU tensor, got a tensor on {x.device}")
         if x.dtype == torch.bfloat16:
-            raise ValueError(f"{name}: bfloat16 runs on the GPU only. Triton's interpreter rounds "
+            raise ValueError(f"{name}: x is bfloat16, and bfloat16 runs on the GPU only. Triton's interpreter rounds "
                              f"float32 -> bfloat16 by truncation, not to nearest as the GPU does, so "
                              f"its results would not match; use float16 or float32 on CPU")
     elif x.device.type != "cuda":
@@ -123,7 +125,9 @@ def softmax_triton(x: torch.Tensor) -> torch.Tensor:
     """softmax over the last dim with the fused kernel: one read, one write per element (notebook 02).
 
     Rows up to MAX_FUSED_WIDTH wide; wider rows raise ValueError (use online_softmax_triton).
+    Forward only: an x that requires grad gets a UserWarning (labkit.softmax.safe_softmax is differentiable).
     """
+    warn_no_grad("softmax_triton", "labkit.softmax.safe_softmax (or torch.softmax)", x=x)
     x2, out = _rows(x, "softmax_triton")
     if x2.numel() == 0:
         return out.reshape(x.shape)
@@ -141,9 +145,12 @@ def online_softmax_triton(x: torch.Tensor, block_size: int | None = None) -> tor
 
     ``block_size`` (a power of two) is the number of columns per block; by default the row
     width rounded up to a power of two, at most ONLINE_BLOCK. Same answer for any block size
-    up to rounding.
+    up to rounding. Forward only: an x that requires grad gets a UserWarning
+    (labkit.softmax.online_softmax is differentiable).
     """
-    if block_size is not None and (not isinstance(block_size, int) or block_size < 1
+    warn_no_grad("online_softmax_triton", "labkit.softmax.online_softmax (or torch.softmax)", x=x)
+    if block_size is not None and (isinstance(block_size, bool) or not isinstance(block_size, int)
+                                   or block_size < 1
                                    or block_size & (block_size - 1) or block_size > MAX_FUSED_WIDTH):
         raise ValueError(f"online_softmax_triton: block_size must be a power of two from 1 to "
                          f"{MAX_FUSED_WIDTH} (16, 64, 1024, ...), got {block_size!r}")

@@ -158,6 +158,8 @@ def _no_outcome(ex: Exercise, executed: NotebookNode | None, run: dict, finished
 def judge_exercise(ex: Exercise, folder: Path, executed: NotebookNode | None, run: dict,
                    finished: sandbox.Finished, limits: Limits) -> tuple[str, str]:
     """(status, detail) of one exercise, from its outcomes file alone (plus why it has none)."""
+    if ex.name not in core.CHECKERS:
+        return FAILED, f"not graded: labkit has no checker named {ex.name} (see --checkers)"
     try:
         got, note = oc.load_outcomes(folder, ex.name)
     except FileNotFoundError:

@@ -98,8 +98,9 @@ def test_the_harvest_records_each_exercise_for_the_grader_to_judge(tmp_path):
 
     def logsumexp(x, dim=-1):
         raise NotImplementedError("Exercise 2.2")
-    oc.harvest({"safe_softmax": "safe_softmax", "logsumexp": "logsumexp", "naive_softmax": "naive_softmax"},
-               {"safe_softmax": safe_softmax, "logsumexp": logsumexp}, tmp_path)
+    oc.harvest({"safe_softmax": "safe_softmax", "logsumexp": "logsumexp", "naive_softmax": "naive_softmax",
+                "no_such_checker": "f"}, {"safe_softmax": safe_softmax, "logsumexp": logsumexp, "f": abs}, tmp_path)
+    assert not oc.outcomes_path(tmp_path, "no_such_checker").exists()  # the grader says there is no such checker
     checker = core.CHECKERS["safe_softmax"]()
     got, _ = oc.load_outcomes(tmp_path, "safe_softmax")
     assert oc.judge_outcomes(checker, got).status == "passed"

@@ -224,6 +224,8 @@ def harvest(exercises: dict[str, str], namespace: dict, folder: str | Path, seco
     def alarm(*_):
         raise _Timeout
     for name, fn_name in exercises.items():
+        if name not in core.CHECKERS:  # the grader reports it
+            continue
         fn = namespace.get(fn_name)
         if fn is None:
             save_outcomes(folder, name, None, f"no function named {fn_name} in the notebook")

@@ -36,3 +36,9 @@ def test_report_format_on_fabricated_records():
 
 def test_parts_stay_within_eight_minutes():
     assert sum(limit for *_, limit in gpu_check.PARTS) <= 8 * 60
+
+
+def test_attention_part_runs_the_sdpa_sweep_within_its_limit():
+    (cmd, limit), = [(cmd, limit) for name, cmd, _, limit in gpu_check.PARTS if name == "bench-attention"]
+    assert cmd[0] == "labkit.bench.gpu_attention" and "{out}" in cmd
+    assert float(cmd[cmd.index("--budget") + 1]) + 20 <= limit  # the report is written before the kill

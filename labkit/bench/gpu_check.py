@@ -2,8 +2,11 @@
 
 Each part runs as a subprocess with a time limit (8 minutes in all on an H100-class GPU):
 the kernel tests compiled (bf16 and every head dim on a GPU), notebooks 06 and 07 at
-LABKIT_PROFILE=large, and the softmax and attention benchmarks, which save
-``benchmarks/<suite>-<gpu>-<date>.md``. A summary goes to ``benchmarks/gpu-check-<gpu>-<date>.md``.
+LABKIT_PROFILE=large, the softmax benchmark (GB/s against torch.softmax, saved as
+``benchmarks/softmax-<gpu>-<date>.md``) and ``labkit.bench.gpu_attention`` (labkit's Triton
+attention against SDPA with each backend forced, which SDPA picks by default, TFLOP/s by the
+FlashAttention convention, peak memory against N; ``benchmarks/attention-gpu-<gpu>-<date>.md``).
+A summary goes to ``benchmarks/gpu-check-<gpu>-<date>.md``.
 Without CUDA it prints one line and exits 2.
 """
 from __future__ import annotations
@@ -25,8 +28,10 @@ PARTS = (
     ("notebooks", ["pytest", "-q", "--nbval-lax", "--nbval-current-env",
                    "notebooks/06_flash_attention_triton.ipynb", "notebooks/07_flash_attention_backward.ipynb"],
      {"LABKIT_PROFILE": "large"}, 120),
-    ("bench-softmax", ["labkit", "bench", "softmax", "--save"], {"LABKIT_PROFILE": "large"}, 60),
-    ("bench-attention", ["labkit", "bench", "attention", "--save"], {"LABKIT_PROFILE": "large"}, 150),
+    ("bench-softmax", ["labkit", "bench", "softmax", "--save"], {"LABKIT_PROFILE": "large"}, 50),
+    # labkit's Triton kernels against SDPA (default, flash, cuDNN, efficient forced): fp16/bf16,
+    # D 64/128, N 1k-16k; what does not fit in --budget is skipped with a note in the report
+    ("bench-attention", ["labkit.bench.gpu_attention", "--budget", "120", "--out", "{out}"], {}, 150),
 )
 
 
@@ -71,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import triton
 
-    records = [run_part(*part) for part in PARTS if part[0] not in args.skip]
+    records = [run_part(name, [a.replace("{out}", args.out) for a in cmd], env, limit)
+               for name, cmd, env, limit in PARTS if name not in args.skip]
     gpu = torch.cuda.get_device_name(0)
     date = _dt.date.today().isoformat()
     report = format_report(records, gpu, {"torch": torch.__version__, "triton": triton.__version__,

@@ -1,155 +1,400 @@
-"""Checker for the FlashAttention backward exercise of notebook 07 (P rebuilt from lse, D = rowsum(dO ∘ O))."""
+"""Checker for notebook 07's Exercise 7.1, the FlashAttention-2 backward in PyTorch tiles, and its probes.
+
+The probes read the student's gradients as matrices: with dO = one-hot rows (dO_i = e_i), dV = Pᵀ dO
+holds Pᵀ, so a probe sees which keys each query gives weight to, whether those weights sum to 1 and
+which formula they follow; with one-hot keys (k_j = e_j) dQ holds scale · dS, with one-hot queries
+dK holds scale · dSᵀ; with V the same for every key, dP − D = 0 and so dQ = dK = 0.
+The Triton checker (``attention_backward_triton``) uses the same probes on the dK/dV side.
+"""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
-from labkit import attention as ref
-from labkit.check.attention import _qkv, _rising
-from labkit.check.core import Case, assert_close, compare_outputs, describe, misconceptions, run_checker
+from labkit.check.attention import qkv, rising
+from labkit.check.core import Case, Checker, DtypeMismatch, Probe, assert_close, checker, describe
 
-# ---------------------------------------------------------------------------- inputs
-
-
-def _case_args(q, k, v, causal=False, scale=None, *, seed: int):
-    """(do, q, k, v, o, lse): an upstream gradient and the forward's o and lse for q, k, v."""
-    g = torch.Generator().manual_seed(seed)
-    do = torch.randn(q.shape, generator=g, dtype=torch.float64).to(q.dtype)
-    o, lse = ref.flash_attention_forward(q, k, v, causal, scale)
-    return do, q, k, v, o, lse
+# ------------------------------------------------------------------------------- inputs
 
 
-class _Expected:
-    """Float64 gradients of a case, with plain same-dtype autograd gradients as the fp16 baseline."""
-
-    def __init__(self, do, q, k, v, o, lse, causal=False, scale=None, block_q=64, block_k=64):
-        self.dtype = q.dtype
-        self.grads = ref.recompute_attention_backward(
-            *(x.double() for x in (do, q, k, v)), causal, scale)
-        self.baseline = (None,) * 3
-        if q.dtype != torch.float32:
-            leaves = [x.detach().clone().requires_grad_() for x in (q, k, v)]
-            self.baseline = torch.autograd.grad(ref.naive_attention(*leaves, causal, scale), leaves, do)
+def exact(q, k, v, causal=False, scale=None):
+    """Float64 S (scaled, masked: keys j > i hidden if causal), P = softmax(S), O = P V and lse."""
+    q, k, v = (x.double() for x in (q, k, v))
+    s = q @ k.transpose(-2, -1) * (1 / math.sqrt(q.shape[-1]) if scale is None else scale)
+    if causal:
+        s = s.masked_fill(torch.ones(s.shape[-2:], dtype=torch.bool).triu(1), -math.inf)
+    p = torch.softmax(s, -1)
+    return s, p, p @ v, torch.logsumexp(s, -1)
 
 
-def compare_grads(out, expected) -> None:
-    """(dq, dk, dv) against an expectation's float64 ``grads`` (fp16: the low-precision rule with its
-    ``baseline``), or against a mutant's output. Shared with the Triton backward checker."""
-    if not hasattr(expected, "grads"):  # a mutant's (dq, dk, dv)
-        compare_outputs(out, expected)
-        return
+def backward_args(q, k, v, causal=False, scale=None, *, seed: int, do=None):
+    """(do, q, k, v, o, lse): an upstream gradient (random unless given), o (q's dtype) and lse (float32)."""
+    if do is None:
+        g = torch.Generator().manual_seed(seed)
+        do = torch.randn(q.shape, generator=g, dtype=torch.float64).to(q.dtype)
+    _, _, o, lse = exact(q, k, v, causal, scale)
+    return do, q, k, v, o.to(q.dtype), lse.float()
+
+
+@dataclass
+class Grads:
+    """Expected (dq, dk, dv): float64 autograd gradients, and for fp16 the plain same-dtype ones (baseline)."""
+
+    dtype: torch.dtype
+    grads: tuple
+    baseline: tuple
+
+
+def reference(do, q, k, v, o=None, lse=None, causal=False, scale=None, block_q=64, block_k=64) -> Grads:
+    """Autograd through float64 softmax attention (and through the inputs' own dtype for fp16)."""
+    def autograd(dtype):
+        leaves = [x.detach().to(dtype).requires_grad_() for x in (q, k, v)]
+        s = leaves[0] @ leaves[1].transpose(-2, -1) * (1 / math.sqrt(q.shape[-1]) if scale is None else scale)
+        if causal:
+            s = s.masked_fill(torch.ones(s.shape[-2:], dtype=torch.bool).triu(1), -math.inf)
+        return torch.autograd.grad(torch.softmax(s, -1) @ leaves[2], leaves, do.to(dtype))
+    low = q.dtype in (torch.float16, torch.bfloat16)
+    return Grads(q.dtype, autograd(torch.float64), autograd(q.dtype) if low else (None,) * 3)
+
+
+def compare_grads(out, expected: Grads, order=(0, 1, 2), given=()) -> None:
+    """(dq, dk, dv) against ``expected``, checked in ``order``; ``given`` names gradients the student did not write."""
     if not isinstance(out, (tuple, list)) or len(out) != 3:
         raise AssertionError(f"returned {describe(out)}, expected a tuple (dq, dk, dv)")
-    for what, g, e, b in zip(("dq", "dk", "dv"), out, expected.grads, expected.baseline):
+    for i in order:
+        what = ("dq", "dk", "dv")[i] + (" (from the given code, not your part)" if i in given else "")
+        g, e = out[i], expected.grads[i]
         if not isinstance(g, torch.Tensor):
             raise AssertionError(f"{what}: returned {type(g).__name__}, expected a torch.Tensor")
         if g.dtype != expected.dtype:
-            raise AssertionError(f"{what}: dtype {g.dtype}, expected {expected.dtype}")
-        assert_close(g, e, dtype=expected.dtype, baseline=b, what=what)
+            raise DtypeMismatch(f"{what}: dtype {g.dtype}, expected {expected.dtype}")
+        assert_close(g, e, dtype=expected.dtype, baseline=expected.baseline[i], what=what)
 
 
-# ----------------------------------------------------------- misconceptions (mutants)
+# ------------------------------------------------------------------------ probes (shared)
+
+D = 16  # head dim of every probe: one-hot rows of length 16 read P or dS of up to 16 queries/keys
+FROM_DV = "through dV with dO_i = e_i"
 
 
-def _backward_variant(do, q, k, v, o, lse, causal=False, scale=None, block_q=64, block_k=64, *,
-                      mistake):
-    """The tiled backward (K/V tiles outer, query tiles inner) in float64, with one deliberate mistake."""
-    dtype = q.dtype
-    s_ = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    do, q, k, v, o, lse = (x.double() for x in (do, q, k, v, o, lse))
-    n_q, n_kv = q.shape[2], k.shape[2]
-    delta = (do * o).sum(-1, keepdim=True)  # (B, H, N_q, 1)
-    s_full = (q @ k.transpose(-2, -1)) * s_
-    if causal:
-        s_full = s_full.masked_fill(torch.ones(n_q, n_kv, dtype=torch.bool).triu(1), -math.inf)
-    row_max = s_full.amax(-1, keepdim=True)
-    dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
-    for j0 in range(0, n_kv, block_k):
-        k_j, v_j = k[:, :, j0:j0 + block_k], v[:, :, j0:j0 + block_k]
-        for i0 in range(0, n_q, block_q):
-            i1 = min(i0 + block_q, n_q)
-            if causal and i1 - 1 < j0 and mistake != "no mask":
-                continue  # the whole tile lies above the diagonal
-            sl = slice(i0, i1)
-            s = (q[:, :, sl] @ k_j.transpose(-2, -1)) * s_
-            if causal and mistake not in ("no mask", "diagonal not masked"):
-                hidden = torch.arange(j0, j0 + s.shape[-1])[None, :] > torch.arange(i0, i1)[:, None]
-                s = s.masked_fill(hidden, -math.inf)
-            p = {"tile max": lambda: torch.exp(s - s.amax(-1, keepdim=True)),
-                 "tile softmax": lambda: torch.softmax(s, -1),
-                 "row max": lambda: torch.exp(s - row_max[:, :, sl]),
-                 "lse not subtracted": lambda: torch.exp(s),
-                 }.get(mistake, lambda: torch.exp(s - lse[:, :, sl, None]))()
-            dv_ij = p @ do[:, :, sl] if mistake == "P dO" else p.transpose(-2, -1) @ do[:, :, sl]
-            dp = do[:, :, sl] @ v_j.transpose(-2, -1)
-            d_i = {"no D": 0.0, "D from one tile": (dp * p).sum(-1, keepdim=True)}.get(
-                mistake, delta[:, :, sl])
-            ds = p * (dp - d_i)
-            dq_ij = ds @ k_j * (1.0 if mistake == "dq unscaled" else s_)
-            dk_ij = ds.transpose(-2, -1) @ q[:, :, sl] * (1.0 if mistake == "dk unscaled" else s_)
-            if mistake == "dq overwritten":
-                dq[:, :, sl] = dq_ij
-            else:
-                dq[:, :, sl] += dq_ij
-            if mistake == "dk, dv overwritten":
-                dk[:, :, j0:j0 + block_k], dv[:, :, j0:j0 + block_k] = dk_ij, dv_ij
-            else:
-                dk[:, :, j0:j0 + block_k] += dk_ij
-                dv[:, :, j0:j0 + block_k] += dv_ij
-    return dq.to(dtype), dk.to(dtype), dv.to(dtype)
+def _probe_args(n_q, n_kv, *, seed, causal=False, scale=None, q=None, k=None, v=None, do=None):
+    """(do, q, k, v, o, lse) for a probe, B = H = 1, float32: random unless q, k, v, dO are given."""
+    rq, rk, rv = qkv(1, 1, n_q, n_kv, D, seed=seed)
+    q, k, v = (r if x is None else x.float()[None, None] for r, x in ((rq, q), (rk, k), (rv, v)))
+    return backward_args(q, k, v, causal, scale, seed=seed, do=None if do is None else do.float()[None, None])
 
 
-_P_FROM_LSE = "rebuild P = exp(S − lse) with the saved lse of the whole row"
-_MASK = ("causal mask missing in the backward: mask the keys j > i of the diagonal tiles (P = 0 "
-         "there, like the forward) and skip the tiles above the diagonal")
-_HINTS = {
+def _maths(probe):
+    """Float64 S, P, lse, dP, D, dS, dq, dk, dv of a probe's inputs (2-D: B = H = 1)."""
+    do, q, k, v = (x[0, 0].double() for x in probe.args[:4])
+    causal, scale = probe.kwargs.get("causal", False), probe.kwargs.get("scale")
+    s, p, o, lse = exact(q, k, v, causal, scale)
+    sc = 1 / math.sqrt(D) if scale is None else scale
+    dp = do @ v.T
+    d = (do * o).sum(-1, keepdim=True)
+    ds = p * (dp - d)
+    return dict(s=s, p=p, lse=lse[:, None], dp=dp, ds=ds, scale=sc, q=q, k=k,
+                dq=sc * ds @ k, dk=sc * ds.T @ q, dv=p.T @ do)
+
+
+def _grad(outcome, i):
+    """Gradient i (0 dq, 1 dk, 2 dv) of an outcome as a float64 2-D tensor (B = H = 1)."""
+    return outcome.value[i][0, 0].double()
+
+
+def _close(a, b, rtol=2e-3) -> bool:
+    return a.shape == b.shape and bool((a - b).abs().max() <= rtol * b.abs().max() + 1e-9)
+
+
+def _span(idx) -> str:
+    idx = [int(i) for i in idx]
+    return str(idx[0]) if len(idx) == 1 else f"{idx[0]}-{idx[-1]}" if idx == list(range(idx[0], idx[-1] + 1)) \
+        else ", ".join(map(str, idx[:6])) + (", ..." if len(idx) > 6 else "")
+
+
+def _seen_p(outcome, probe):
+    """The student's P (N_q x N_kv) as dV shows it: dV = Pᵀ dO with dO_i = e_i gives dV[:, i] = P[i, :]."""
+    n_q = probe.args[1].shape[2]
+    return _grad(outcome, 2)[:, :n_q].T
+
+
+def _p_probe(label, hint, seen, *, n_q=14, n_kv=14, seed=81, **kw):
+    """A probe on P as dV shows it; ``seen(P_student, maths)`` gives the observation."""
+    args = _probe_args(n_q, n_kv, seed=seed, causal=kw.get("causal", False), scale=kw.get("scale"),
+                       do=torch.eye(n_q, D))
+    return Probe(label, args, kw, hint, lambda out, pr: seen(_seen_p(out, pr), _maths(pr)))
+
+
+def _tiles(p, block):
+    """p's columns in key tiles of ``block``: (N_q, tiles, block), -1 where the last tile is short."""
+    pad = (-p.shape[1]) % block
+    return torch.cat([p, torch.full((p.shape[0], pad), -1.0, dtype=p.dtype)], 1).view(p.shape[0], -1, block)
+
+
+def _tile_sums_one(p, m, blocks):
+    for b in blocks:
+        if p.shape[1] > b and torch.allclose(_tiles(p, b).clamp(min=0).sum(-1), torch.ones(1, dtype=p.dtype), atol=1e-3):
+            return f"every key tile of {b} keys sums to 1 in every row"
+    return ""
+
+
+def _tile_max_one(p, m, blocks):
+    for b in blocks:
+        if p.shape[1] > b and torch.allclose(_tiles(p, b).amax(-1), torch.ones(1, dtype=p.dtype), atol=1e-4):
+            return f"P reaches 1 in every key tile of {b} keys of every row"
+    return ""
+
+
+def _zero_rows(p, rows):
+    """Indices of ``rows`` whose entries in p are all 0."""
+    return [i for i in rows if p[i].abs().max() <= 1e-7]
+
+
+_P_LSE = "rebuild P = exp(S − lse) with the saved lse of the whole row (lse_i = log Σ_j exp(S_ij))"
+_TILES = ("every tile must reach the gradients: loop with range(0, N, block) and slice [i:i + block], so "
+          "the last, shorter tile is included")
+
+
+def p_probes(tiles: dict, key_blocks: tuple, *, n_kv: int, n_q_acc: int, student_dq: bool) -> list[Probe]:
+    """The probes of P (seen through dV), the causal mask, D, the sign and dK (shared with Triton).
+
+    ``tiles``: the tile sizes passed to tiled probes; ``key_blocks``: the key-tile sizes a
+    per-tile mistake may use; ``n_kv``: keys of the P probe (more than a key tile);
+    ``n_q_acc``: queries of the accumulation probe (more than a query tile); ``student_dq``:
+    whether dq is the student's (else the probes look at dk and dv only).
+    """
+    judged = ((0, "dq"),) * student_dq + ((1, "dk"), (2, "dv"))
+    eye = torch.eye(12, D)
+    groups = torch.arange(n_q_acc) * min(D, n_q_acc) // n_q_acc  # query i is in group groups[i]
+
+    def zero(out, pr):
+        seen = [f"max |{n}| = {out.value[i].abs().max():.3g}" for i, n in judged if out.value[i].abs().max() > 0]
+        return seen and seen[0]
+
+    def transposed_dv(out, pr):
+        dv, m = _grad(out, 2)[:, :12], _maths(pr)
+        return _close(dv, m["p"]) and not _close(dv, m["p"].T) and "dV holds P · dO where Pᵀ · dO belongs"
+
+    def transposed_dk(out, pr):
+        dk, m = _grad(out, 1)[:, :12], _maths(pr)
+        return _close(dk, m["dk"][:, :12].T) and "dK holds scale · dS · Q where scale · dSᵀ · Q belongs"
+
+    def lost_queries(out, pr, *, first: bool):
+        # dO_i = e_(group of i): dV[:, c] sums P over the queries of group c; a group of 0 got lost
+        got = _grad(out, 2)[:, :int(groups[-1]) + 1].sum(0)
+        lost = [int(c) for c in range(len(got)) if abs(got[c]) <= 1e-6]
+        lost_q = [i for i in range(n_q_acc) if int(groups[i]) in lost]
+        if lost_q and (0 in lost_q) == first:
+            return f"dV gets nothing from queries {_span(lost_q)}"
+        return ""
+
+    def lost_keys(p, m):
+        keys = _zero_rows(p.T, range(p.shape[1]))
+        return keys and f"keys {_span(keys)} get no gradient"
+
+    def cross(out, pr):
+        if out.error:
+            return f"your function raised {out.error}"
+        shapes = [(n, tuple(g.shape), tuple(x.shape)) for n, g, x in zip(("dq", "dk", "dv"), out.value, pr.args[1:4])]
+        wrong = [f"{n} has shape {g}, not {x}" for n, g, x in shapes if g != x]
+        return wrong[0] if wrong else lost_keys(_seen_p(out, pr), None)
+
+    def not_softmax(p, m):
+        rows = [i for i in range(p.shape[0]) if abs(p[i].sum() - 1) > 1e-3]
+        return (rows and f"row {rows[0]} of P sums to {p[rows[0]].sum():.4g}") or \
+            (not _close(p, m["p"]) and f"P differs from softmax(S) by up to {(p - m['p']).abs().max():.3g}")
+
+    def causal(test):
+        return _p_probe("causal: the weights each query gives the keys, seen " + FROM_DV, test[1],
+                        lambda p, m: test[0](p), causal=True, **tiles)
+
+    def after(p):
+        seen = [(i, j) for i in range(p.shape[0]) for j in range(i + 1, p.shape[1]) if abs(p[i, j]) > 1e-6]
+        return seen and f"query {seen[0][0]} gives weight {p[seen[0]]:.3g} to key {seen[0][1]}"
+
+    def diagonal(p):
+        i = [i for i in range(p.shape[0]) if abs(p[i, i]) <= 1e-7]
+        return i and f"query {i[0]} gives no weight to key {i[0]}, itself"
+
+    def before(p):
+        seen = [(i, j) for i in range(p.shape[0]) for j in range(i) if abs(p[i, j]) <= 1e-7]
+        return seen and f"query {seen[0][0]} gives no weight to key {seen[0][1]}"
+
+    same_v = torch.randn(D, generator=torch.Generator().manual_seed(5), dtype=torch.float64).expand(14, D).clone()
+    d_args = _probe_args(n_q_acc, 14, seed=85, v=same_v)  # several query tiles: D_i of each query's own row
+
+    def d_missing(out, pr):
+        m = _maths(pr)
+        no_d = m["scale"] * (m["p"] * m["dp"]).T @ m["q"]
+        return _close(_grad(out, 1), no_d) and "dK = scale · (P ∘ dP)ᵀ Q although V is the same for every key"
+
+    def d_wrong(out, pr):
+        m = _maths(pr)
+        tol = 1e-4 * (m["scale"] * (m["p"] * m["dp"]).T @ m["q"]).abs().max()
+        for i, name in ((1, "dK"), (0, "dQ"))[:1 + student_dq]:
+            if _grad(out, i).abs().max() > tol:
+                return f"V is the same for every key, so dP − D = 0, yet max |{name}| = {_grad(out, i).abs().max():.3g}"
+        return ""
+
+    def sign(out, pr):
+        m = _maths(pr)
+        return _close(-_grad(out, 1), m["dk"]) and "dK = −(the right dK)"
+
+    one_hot_q = _probe_args(12, 12, seed=87, q=torch.eye(12, D), k=2 * torch.randn(
+        12, D, generator=torch.Generator().manual_seed(7)), scale=0.5)
+    scaled_q = _probe_args(n_q_acc, 14, seed=88, q=torch.eye(D)[groups], scale=0.5)
+
+    def dk_scale(out, pr):
+        dk, right = _grad(out, 1), _maths(pr)["dk"]
+        return (_close(dk, right / 0.5) and "dK = dSᵀ Q, without the scale") or \
+            (_close(dk, right * 0.5) and "dK = scale² · dSᵀ Q")
+
+    def lost_dk_queries(out, pr):  # q_i = e_(group of i): dK[:, c] = scale · Σ_(i in group c) dS[i, :]
+        n = int(groups[-1]) + 1
+        got, right = _grad(out, 1)[:, :n].abs().amax(0), _maths(pr)["dk"][:, :n].abs().amax(0)
+        lost = [i for i in range(n_q_acc) if got[groups[i]] <= 1e-7 < right[groups[i]] * 1e-3]
+        return lost and "dK gets nothing from queries " + _span(lost)
+
+    return [
+        Probe("dO = 0: every gradient is 0", _probe_args(14, 14, seed=79, do=torch.zeros(14, D)), tiles,
+              HINTS["dO = 0"], zero),
+        Probe("one tile, dO_i = e_i: dV = Pᵀ dO", _probe_args(12, 12, seed=80, do=eye), {}, HINTS["dV = P dO"],
+              transposed_dv),
+        Probe("one tile, q_i = e_i: dK = scale · dSᵀ Q", one_hot_q, {"scale": 0.5}, HINTS["dK = dS Q"],
+              transposed_dk),
+        Probe("several query tiles: which queries reach dV", _probe_args(
+            n_q_acc, 14, seed=82, do=torch.eye(D)[groups]),
+            tiles, HINTS["dK, dV overwritten"], lambda o, p: lost_queries(o, p, first=True)),
+        Probe("several query tiles, the last partial: which queries reach dV", _probe_args(
+            n_q_acc, 14, seed=82, do=torch.eye(D)[groups]),
+            tiles, _TILES, lambda o, p: lost_queries(o, p, first=False)),
+        _p_probe("several key tiles, the last partial: which keys reach dV", _TILES, lost_keys, n_kv=n_kv, **tiles),
+        Probe("N_q=6 < N_kv: which keys reach dV", _probe_args(6, n_kv, seed=83, do=torch.eye(6, D)), tiles,
+              HINTS["N_q != N_kv"], cross),
+        _p_probe("P seen " + FROM_DV, HINTS["P without lse"],
+                 lambda p, m: _close(p, m["s"].exp()) and "P = exp(S)", n_kv=n_kv, **tiles),
+        _p_probe("P seen " + FROM_DV, HINTS["exp2"], lambda p, m: (_close(p, torch.exp2(m["s"] - m["lse"])) or
+                 _close(p, torch.exp2(m["s"] * math.log2(math.e) - m["lse"]))) and "P = 2^(…), not e^(S − lse)",
+                 n_kv=n_kv, **tiles),
+        _p_probe("P seen " + FROM_DV, HINTS["S unscaled"],
+                 lambda p, m: _close(p, (m["s"] / m["scale"] - m["lse"]).exp()) and "P = exp(Q Kᵀ − lse)",
+                 n_kv=n_kv, **tiles),
+        _p_probe("P seen " + FROM_DV + ", scale=0.5", HINTS["scale ignored"],
+                 lambda p, m: _close(p, (m["s"] / 0.5 / math.sqrt(D) - m["lse"]).exp()) and "P = exp(Q Kᵀ/√D − lse)",
+                 n_kv=n_kv, scale=0.5, **tiles),
+        _p_probe("P seen " + FROM_DV, HINTS["tile softmax"], lambda p, m: _tile_sums_one(p, m, key_blocks),
+                 n_kv=n_kv, **tiles),
+        _p_probe("P seen " + FROM_DV, HINTS["tile max"], lambda p, m: _tile_max_one(p, m, key_blocks),
+                 n_kv=n_kv, **tiles),
+        _p_probe("P seen " + FROM_DV, HINTS["row max"], lambda p, m: torch.allclose(
+            p.amax(-1), torch.ones(1, dtype=p.dtype), atol=1e-4) and "every row of P has max 1",
+            n_kv=n_kv, **tiles),
+        _p_probe("P seen " + FROM_DV, HINTS["P != exp(S - lse)"], not_softmax, n_kv=n_kv, **tiles),
+        causal((after, HINTS["no mask"])),
+        causal((diagonal, HINTS["diagonal masked"])),
+        causal((before, HINTS["mask hides the past"])),
+        Probe("V the same for every key: dQ = dK = 0", d_args, tiles, HINTS["no D"], d_missing),
+        Probe("V the same for every key: dQ = dK = 0", d_args, tiles, HINTS["D wrong"], d_wrong),
+        Probe("random inputs: the sign of dK", _probe_args(14, 14, seed=86), tiles, HINTS["sign"], sign),
+        Probe("q_i = e_i, scale=0.5: dK holds scale · dSᵀ", scaled_q, {"scale": 0.5, **tiles},
+              HINTS["dK, dV overwritten"], lost_dk_queries),
+        Probe("q_i = e_i, scale=0.5: dK holds scale · dSᵀ", scaled_q, {"scale": 0.5, **tiles},
+              HINTS["dk scale"], dk_scale),
+    ]
+
+
+def dq_probes(tiles: dict) -> list[Probe]:
+    """The probes of dQ (one-hot keys: dQ holds scale · dS), for the PyTorch exercise where the student writes dQ."""
+    args = _probe_args(14, 14, seed=89, k=torch.eye(14, D), scale=0.5)
+    kwargs = {"scale": 0.5, **tiles}
+
+    def lost_keys(out, pr):
+        keys = _zero_rows(_grad(out, 0)[:, :14].T, range(14))
+        return keys and "dQ gets nothing from keys " + _span(keys)
+
+    def scaled(out, pr):
+        dq, right = _grad(out, 0), _maths(pr)["dq"]
+        return (_close(dq, right / 0.5) and "dQ = dS K, without the scale") or \
+            (_close(dq, right * 0.5) and "dQ = scale² · dS K")
+    return [Probe("k_j = e_j, scale=0.5: dQ holds scale · dS", args, kwargs, HINTS["dq overwritten"], lost_keys),
+            Probe("k_j = e_j, scale=0.5: dQ holds scale · dS", args, kwargs, HINTS["dq scale"], scaled)]
+
+
+HINTS = {
+    "dO = 0": "the gradients are linear in dO: every term carries a factor dO (dV = Pᵀ dO, dP = dO Vᵀ, "
+              "D = rowsum(dO ∘ O)), so dO = 0 must give dq = dk = dv = 0",
+    "dV = P dO": "dV = Pᵀ dO: P is (queries × keys) and dV_j belongs to the keys, so transpose P "
+                 "(p.transpose(-2, -1), tl.trans(p) in a kernel)",
+    "dK = dS Q": "dK = scale · dSᵀ Q: dS is (queries × keys) and dK_j belongs to the keys, so transpose dS "
+                 "(ds.transpose(-2, -1), tl.trans(ds) in a kernel)",
+    "dK, dV overwritten": "dK_j and dV_j accumulate over all query tiles (dk += …, dv += …): assigning keeps "
+                          "only the last query tile's contribution",
+    "N_q != N_kv": "N_q ≠ N_kv (cross-attention): the keys run up to N_kv = k.shape[2], the queries up to "
+                   "N_q = q.shape[2]; dk and dv have k's shape",
+    "P without lse": f"P = exp(S) is not normalised: {_P_LSE}",
+    "exp2": "P = exp(S − lse) with the natural exp: S and the saved lse are in natural-log units, so "
+            "2^(S − lse) (tl.exp2, torch.exp2) is wrong; use tl.exp / torch.exp, or multiply both by log2(e) first",
+    "S unscaled": "S = scale · Q Kᵀ: multiply the scores by `scale` before P = exp(S − lse) (the lse is "
+                  "of the scaled scores)",
+    "scale ignored": "use the `scale` argument when it is given: S = scale · Q Kᵀ; 1/√D is only the default "
+                     "(scale=None)",
+    "tile softmax": f"a softmax over one key tile normalises over that tile only: {_P_LSE}",
+    "tile max": f"P is built from each key tile's own max: {_P_LSE}, which already holds the max and the log-sum",
+    "row max": f"the row max alone leaves P unnormalised: {_P_LSE} (lse = max + log of the row sum)",
+    "P != exp(S - lse)": f"P is not softmax(S) (its rows must sum to 1 over the keys): {_P_LSE}",
+    "no mask": "causal mask missing in the backward: P must be 0 for keys j > i, so mask S with -inf "
+               "before the exp in every tile that touches the diagonal (the forward saved lse of the masked row)",
+    "diagonal masked": "causal mask off by one: query i sees key i itself; hide only the keys j > i",
+    "mask hides the past": "the causal mask hides keys j ≤ i that query i sees: compare global positions "
+                           "(i0 + row, j0 + column), not positions inside the tile",
     "no D": "the D term is missing: dS = P ∘ (dP − D) with D_i = rowsum(dO_i ∘ O_i), not P ∘ dP",
-    "D from one tile": "D_i = rowsum(dO_i ∘ O_i) sums over the whole row; rowsum(dP ∘ P) over one "
-                       "key tile misses the others (compute D once, before the loops)",
-    "dq unscaled": "the scale is missing on dQ: dQ = dS K · scale (S = scale · Q Kᵀ)",
-    "dk unscaled": "the scale is missing on dK: dK = dSᵀ Q · scale (S = scale · Q Kᵀ)",
-    "tile max": f"P is built from each tile's own max: {_P_FROM_LSE}, which already holds the "
-                "max and the log-sum",
-    "tile softmax": f"a softmax over one key tile normalises over that tile only: {_P_FROM_LSE}",
-    "row max": f"the row max alone leaves P unnormalised: {_P_FROM_LSE} (lse = m + log l)",
-    "lse not subtracted": f"exp(S) overflows and is unnormalised: {_P_FROM_LSE}",
-    "no mask": _MASK,
-    "diagonal not masked": _MASK,
-    "P dO": "dV = Pᵀ dO (a (T_k, D) tile for the keys), not P · dO: transpose P",
-    "dq overwritten": "dQ_i accumulates over all key tiles: dQ_i += dS K_j · scale, not =",
-    "dk, dv overwritten": "dK_j and dV_j accumulate over all query tiles: dK_j += ..., dV_j += ..., "
-                          "not =",
+    "D wrong": "dS = P ∘ (dP − D) with D_i = rowsum(dO_i ∘ O_i): one number per query, over the whole row "
+               "(here dP − D = 0 in every tile, since V is the same for every key)",
+    "sign": "dQ and dK have the wrong sign: dS = P ∘ (dP − D), not P ∘ (D − dP)",
+    "dk scale": "dK = scale · dSᵀ Q (S = scale · Q Kᵀ), the scale applied exactly once (the Triton scaffold "
+                "multiplies dk by scale after the loop)",
+    "dq overwritten": "dQ_i accumulates over all key tiles (dq += dS K_j · scale): assigning keeps only the "
+                      "last key tile's contribution",
+    "dq scale": "dQ = scale · dS K (S = scale · Q Kᵀ), the scale applied exactly once",
 }
 
 
 # ------------------------------------------------------------------------- the checker
 
 
-def flash_attention_backward(fn) -> None:
-    """Check fn(do, q, k, v, o, lse, causal=False, scale=None, block_q=64, block_k=64) -> (dq, dk, dv) (notebook 07).
+@checker
+def flash_attention_backward() -> Checker:
+    """fn(do, q, k, v, o, lse, causal=False, scale=None, block_q=64, block_k=64) -> (dq, dk, dv) (notebook 07, 7.1).
 
-    Small cases: square tiles first, then scores rising along the keys (each tile's max far
-    from the row's), ragged tiles, cross-attention, causal, a given scale and one float16 case.
+    dq, dk, dv have q's, k's, v's shape and dtype.
+    dV = Pᵀ dO, with P = exp(S − lse) rebuilt from the saved lse (not a per-tile softmax or max).
+    dS = P ∘ (dP − D), dP = dO Vᵀ, D_i = rowsum(dO_i ∘ O_i) over the whole row.
+    dQ = scale · dS K and dK = scale · dSᵀ Q, with the given scale (1/√D by default).
+    causal: P = 0 for the keys j > i, also in the backward.
+    dQ accumulates over the key tiles, dK and dV over the query tiles; the last, partial tiles count.
+    N_q ≠ N_kv (cross-attention); float16 inputs.
     """
     tiles = {"block_q": 4, "block_k": 4}
+    grads = "dV = Pᵀ dO, dS = P ∘ (dP − D), dQ = scale · dS K, dK = scale · dSᵀ Q, added up over all tiles"
     cases = [
-        Case("N=16, tiles 4 x 4", _case_args(*_qkv(1, 2, 16, 16, 8, seed=71), seed=1), tiles),
+        Case("N=16, tiles 4 x 4", backward_args(*qkv(1, 2, 16, 16, 8, seed=71), seed=1), tiles, hint=grads),
         Case("scores rising along the keys: each tile's max differs from the row's",
-             _case_args(*_rising(16, 8, seed=72), seed=2), tiles),
-        Case("N=13, tiles 4 x 4 (last tiles partial)", _case_args(*_qkv(1, 2, 13, 13, 8, seed=73),
-                                                                  seed=3), tiles,
-             hint="the last tiles are shorter: slice [j:j + block] and loop with range(0, N, block)"),
-        Case("cross-attention: N_q=5, N_kv=19, tiles 4 x 8",
-             _case_args(*_qkv(2, 1, 5, 19, 8, seed=74), seed=4), {"block_q": 4, "block_k": 8}),
-        Case("causal, N=13, tiles 4 x 4", _case_args(*_qkv(1, 2, 13, 13, 8, seed=75), True, seed=5),
-             {"causal": True, **tiles}),
-        Case("causal, N=16, tiles 8 x 4, scale=0.5",
-             _case_args(*_qkv(1, 2, 16, 16, 8, seed=76), True, 0.5, seed=6),
-             {"causal": True, "scale": 0.5, "block_q": 8, "block_k": 4}),
-        Case("float16, causal, N=10, tiles 4 x 4",
-             _case_args(*_qkv(1, 2, 10, 10, 8, seed=77, dtype=torch.float16), True, seed=7),
-             {"causal": True, **tiles}),
+             backward_args(*rising(16, 8, seed=72), seed=2), tiles, hint=_P_LSE),
+        Case("N=13, tiles 4 x 4 (last tiles partial)", backward_args(*qkv(1, 2, 13, 13, 8, seed=73), seed=3),
+             tiles, hint=_TILES),
+        Case("cross-attention: N_q=5, N_kv=19, tiles 4 x 8", backward_args(*qkv(2, 1, 5, 19, 8, seed=74), seed=4),
+             {"block_q": 4, "block_k": 8}, hint=HINTS["N_q != N_kv"]),
+        Case("causal, N=13, tiles 4 x 4", backward_args(*qkv(1, 2, 13, 13, 8, seed=75), True, seed=5),
+             {"causal": True, **tiles}, hint="causal: P = 0 for the keys j > i, in the backward too"),
+        Case("causal, N=16, tiles 8 x 4, scale=0.5", backward_args(*qkv(1, 2, 16, 16, 8, seed=76), True, 0.5,
+                                                                   seed=6),
+             {"causal": True, "scale": 0.5, "block_q": 8, "block_k": 4},
+             hint="use the given scale: S = scale · Q Kᵀ, dQ = scale · dS K, dK = scale · dSᵀ Q"),
+        Case("float16, causal, N=10, tiles 4 x 4", backward_args(
+            *qkv(1, 2, 10, 10, 8, seed=77, dtype=torch.float16), True, seed=7), {"causal": True, **tiles},
+            hint="float16 inputs: compute in float32, return float16 gradients"),
     ]
-    run_checker("flash_attention_backward", fn, cases, _Expected,
-                misconceptions(_backward_variant, _HINTS), compare=compare_grads)
+    return Checker("flash_attention_backward", cases, reference,
+                   p_probes(tiles, (4,), n_kv=14, n_q_acc=14, student_dq=True) + dq_probes(tiles), compare=compare_grads)

@@ -337,3 +337,31 @@ def lu_flops(n: int) -> int:
     """Floating-point operations of LU (divisions, multiplies, subtractions): 2n^3/3 - n^2/2 - n/6 ~ 2n^3/3."""
     n = check_int(n, "n", 0, fn="lu_flops")
     return (4 * n ** 3 - 3 * n ** 2 - n) // 6
+
+
+def count_elimination_flops(n: int) -> int:
+    """Flops of elimination without pivoting on [A | b], counted loop by loop (the readable reference).
+
+    The convention of notebook 08: every +, -, *, / on floats is one flop (a multiply-add is 2).
+    Step k computes one multiplier l_ik = a_ik / a_kk per row i > k (1 flop), updates
+    a_ij -= l_ik a_kj for j > k (2 flops each; a_ik becomes 0 without arithmetic) and
+    b_i -= l_ik b_k (2 flops). Back substitution is not included. Introduced in notebook 08.
+    """
+    n = check_int(n, "n", 0, fn="count_elimination_flops")
+    flops = 0
+    for k in range(n):
+        for i in range(k + 1, n):
+            flops += 1  # l_ik = a_ik / a_kk
+            flops += 2 * (n - k - 1)  # a_ij -= l_ik * a_kj, j = k+1 .. n-1
+            flops += 2  # b_i -= l_ik * b_k
+    return flops
+
+
+def elimination_flops(n: int) -> int:
+    """Flops of elimination without pivoting on [A | b]: sum_{m=1}^{n-1} (2m^2 + 3m) = (4n^3 + 3n^2 - 7n)/6.
+
+    Same convention and count as ``count_elimination_flops`` (one flop per +, -, *, /; back
+    substitution excluded); the leading term is 2n^3/3. Introduced in notebook 08.
+    """
+    n = check_int(n, "n", 0, fn="elimination_flops")
+    return (4 * n ** 3 + 3 * n ** 2 - 7 * n) // 6

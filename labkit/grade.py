@@ -18,6 +18,7 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
+from labkit import course
 from labkit.check.core import NOT_IMPLEMENTED, PASS
 from labkit.device import TRITON_MISSING
 from labkit.student import _HEADING, _RAISE, _source, notebook_number
@@ -28,7 +29,7 @@ _CHECK_CALL = re.compile(r"\bcheck\.(\w+)\s*\(")
 _COMPILE_ERRORS = {"SyntaxError", "IndentationError", "TabError"}  # the cell never ran
 _CHECK_FAILURES = {"AssertionError", "CheckFailed"}  # a checker's verdict (CheckFailed: labkit.check's short form)
 
-COURSE_NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"  # the solved originals
+COURSE_NOTEBOOKS = course.solved_notebooks()  # the solved originals (package data)
 
 @dataclass
 class ExerciseResult:

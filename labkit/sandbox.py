@@ -63,11 +63,12 @@ def course_secrets() -> list[Path]:
     """The solved notebooks (the course's notebooks/ and any copy shipped in the package) and the
     course's git history (which holds them too)."""
     import labkit
+    from labkit import course
     package = Path(labkit.__file__).resolve().parent
     root = package.parent
-    found = [root / "notebooks", root / ".git", package / "notebooks"]
+    found = [course.solved_notebooks().resolve(), root / "notebooks", root / ".git"]
     found += [Path(p).parent for p in glob.glob(str(package / "**" / "*.ipynb"), recursive=True)]
-    return [p for p in found if p.exists()]
+    return [p for p in dict.fromkeys(found) if p.exists()]
 
 
 def bwrap_argv(command: list[str], scratch: Path, hidden: list[Path] = (), env: dict | None = None) -> list[str]:

@@ -19,6 +19,8 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
+from labkit import course
+
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 # "Exercise N.k" where a markdown line starts with it (a heading, bold, plain), not a mention in prose
@@ -222,20 +224,23 @@ Make blank copies of the solved notebooks: each answer between '### BEGIN SOLUTI
 cells are removed) and outputs are cleared. An existing copy in DEST is never overwritten;
 with --force it is first saved as DEST/NN_x.<timestamp>.bak.ipynb."""
 def cli_student(argv: list[str]) -> int:
-    """``python -m labkit student SRC [DEST] [--force]``."""
+    """``python -m labkit student [SRC [DEST]] [--force]`` (SRC defaults to the course's solved notebooks)."""
     parser = argparse.ArgumentParser(prog="python -m labkit student", description=_STUDENT_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("src", metavar="SRC", help="a solved notebook, or a folder of NN_*.ipynb notebooks")
+    parser.add_argument("src", metavar="SRC", nargs="?", default=None,
+                        help="a solved notebook, or a folder of NN_*.ipynb notebooks (default: the "
+                             "course's own, shipped with labkit)")
     parser.add_argument("dest", metavar="DEST", nargs="?", default="exercises",
                         help="folder for the blank copies (made if missing; default: exercises)")
     parser.add_argument("--force", action="store_true", help="replace existing copies, keeping a .bak.ipynb")
     args = parser.parse_args(argv)
+    src = args.src if args.src is not None else course.solved_notebooks()
     try:
-        results = make_student_copies(args.src, args.dest, force=args.force)
+        results = make_student_copies(src, args.dest, force=args.force)
     except FileNotFoundError as err:
         print(f"labkit student: {err}", file=sys.stderr)
         return 2
     if not results:
-        print(f"labkit student: no NN_*.ipynb notebooks in {args.src}", file=sys.stderr)
+        print(f"labkit student: no NN_*.ipynb notebooks in {src}", file=sys.stderr)
         return 1
     return int(any(r.action == "failed" for r in results))

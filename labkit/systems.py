@@ -9,19 +9,18 @@ notebooks 08 and 09.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import scipy.io
 import scipy.sparse as sp
 
+from labkit import course
 from labkit.contracts import ArgumentTypeError, check_int, check_real
 
 # The lab's experiment: N = 1000, density 0.01, seed 10.
 LAB_N, LAB_DENSITY, LAB_SEED = 1000, 0.01, 10
 
 # data/ sits next to the labkit package in the repository (labkit/../data).
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DATA_DIR = course.data_dir()  # data/ in a clone, labkit/course/data in an installed wheel
 
 
 def _offdiagonal(n: int, density: float, rng: np.random.Generator) -> sp.csr_array:
@@ -146,6 +145,5 @@ def load_matrix(name: str) -> sp.csr_array:
         have = sorted(p.stem for p in (DATA_DIR / "matrices").glob("*.mtx")) \
             if (DATA_DIR / "matrices").is_dir() else []
         raise FileNotFoundError(
-            f"matrix {name!r} not found at {path}; labkit reads data/ from its repository "
-            f"checkout (available: {', '.join(have) or 'none'})")
+            f"matrix {name!r} not found at {path} (available: {', '.join(have) or 'none'})")
     return sp.csr_array(scipy.io.mmread(path))

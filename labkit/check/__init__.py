@@ -20,3 +20,4 @@ from labkit.check.attention_tiles import flash_attention_forward, tiled_attentio
 from labkit.check.attention_triton import flash_attention_forward_triton  # noqa: F401
 from labkit.check.attention_backward import flash_attention_backward  # noqa: F401
 from labkit.check.attention_backward_triton import flash_attention_backward_triton  # noqa: F401
+from labkit.check.attention_derivations import flash_hbm_accesses, softmax_jacobian  # noqa: F401

@@ -100,3 +100,37 @@ def test_cli_writes_json(tmp_path, monkeypatch):
     assert labkit_main(["compile-check", "--arch", "90", "--json", str(out)]) == 0
     (rec,) = json.loads(out.read_text())
     assert rec["ok"] and rec["kernel"] == "softmax" and rec["mma"] == "none"
+
+
+def _fake(arch, kernel, dtype, shared, registers, spill=0, mma="mma", error=""):
+    """A compile-check record with made-up numbers (formatter tests only; never written to benchmarks/)."""
+    return dict(arch=arch, kernel=kernel, dtype=dtype, head_dim=64, causal=False, config=[64, 32, 4, 1],
+                shared_bytes=shared, shared_limit=launch.ARCHS[arch].shared_limit, registers=registers,
+                spill_bytes=spill, mma=mma, ok=not error, error=error)
+
+
+def test_markdown_report_on_fabricated_records(tmp_path, capsys):
+    good = [_fake(80, "forward", "fp16", 1000, 100), _fake(80, "dq", "bf16", 3000, 200),
+            _fake(80, "forward", "fp32", 5000, 90, mma="fma"), _fake(90, "softmax", "fp16", 64, 40, mma="none")]
+    bad = _fake(75, "dkdv", "fp32", 70000, 255, spill=16, mma="fma", error="needs 70000 bytes")
+    page = compile_check.markdown_report(good + [bad], date="2026-01-01", machine="Fake CPU",
+                                         versions={"triton": "0.0", "torch": "0.0"}, command="cmd",
+                                         elapsed="compiled in 5 s")
+    lines = page.splitlines()
+    assert lines[:7] == ["# compile-check, 2026-01-01", "", "Machine: Fake CPU", "", "Versions: triton 0.0, torch 0.0",
+                         "", "Command: `cmd`"]
+    assert lines[8].startswith("5 configurations (compiled in 5 s); exit code 1.")
+    assert "| sm_75 | 1 | 1 | 70000 | 65536 | 255 | 1 | - |" in lines
+    assert "| sm_80 | 3 | 0 | 5000 | 166912 | 200 | 0 | mma |" in lines
+    assert "| sm_90 | 1 | 0 | 64 | 232448 | 40 | 0 | - |" in lines
+    assert lines[-1] == "- FAIL sm_75 dkdv fp32 D=64 causal=False config=[64, 32, 4, 1]: needs 70000 bytes"
+    # the CLI formats an earlier --json file and exits as that run did
+    src, md = tmp_path / "out.json", tmp_path / "out.md"
+    src.write_text(json.dumps(good))
+    (tmp_path / "log").write_text("...\n4 configurations compiled in 12 s\n")
+    assert labkit_main(["compile-check", "--summary", str(src), "--log", str(tmp_path / "log"),
+                        "--md", str(md)]) == 0
+    text = md.read_text()
+    assert text == capsys.readouterr().out
+    assert "(compiled in 12 s); exit code 0." in text and text.endswith("## Failures\n\nNone.\n")
+    assert f"Command: `python -m labkit compile-check --arch 80,90 --json {src}`" in text

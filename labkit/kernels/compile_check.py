@@ -5,7 +5,8 @@ pipeline and ptxas on a CPU. Each kernel × dtype × head dim × causal is compi
 configuration ``labkit.kernels.launch`` can pick for each architecture; cuobjdump reports
 registers, local memory (spills) and static shared memory, the PTX tells which matrix unit the
 dots use (wgmma, mma, or fma on CUDA cores). Compiles run in fresh processes with
-TRITON_INTERPRET=0, since on CPU labkit.device switches the interpreter on.
+TRITON_INTERPRET=0, since on CPU labkit.device switches the interpreter on; each prints one line
+per job. ``--summary FILE.json`` formats an earlier run's records as the ``benchmarks/`` page.
 """
 from __future__ import annotations
 
@@ -205,18 +206,89 @@ def summary(records: list[dict]) -> str:
     return "\n".join(lines).rstrip()
 
 
+def machine() -> str:
+    """CPU model, cores and OS of this machine, for the header of a report."""
+    import platform
+
+    model = platform.processor() or platform.machine()
+    try:
+        found = re.search(r"^model name\s*:\s*(.+)$", open("/proc/cpuinfo").read(), re.MULTILINE)
+        model = found.group(1).strip() if found else model
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, no GPU"
+
+
+def markdown_report(records: list[dict], *, date: str, machine: str, versions: dict, command: str,
+                    elapsed: str = "") -> str:
+    """A benchmarks/ page for a compile-check run: header, summary table per arch, failures as a list."""
+    table, _, fails = summary(records).partition("\n\n")
+    lines = [f"# compile-check, {date}", "", f"Machine: {machine}", "",
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()), "", f"Command: `{command}`", "",
+             f"{len(records)} configurations{f' ({elapsed})' if elapsed else ''}; exit code "
+             f"{exit_code(records)}. Shared memory is the largest a configuration needs (bytes) against "
+             "the arch's opt-in limit per block; spills counts configurations that spill; the last column "
+             "lists the matrix instructions of the fp16/bf16 dots (forward, dK/dV, dQ).", "", table, "",
+             "Kernels: " + ", ".join(sorted({r["kernel"] for r in records})) + ".", ""]
+    fails = [line for line in fails.splitlines() if line.strip()]
+    lines += ["## Failures", ""] + ([f"- {line}" for line in fails] or ["None."])
+    return "\n".join(lines) + "\n"
+
+
+def summarize_file(path: str, log: str | None = None, command: str | None = None) -> str:
+    """markdown_report of a --json FILE on this machine (date of the file; elapsed time from the run's log)."""
+    import datetime as _dt
+
+    import triton
+
+    with open(path) as f:
+        records = json.load(f)
+    elapsed = ""
+    if log:
+        with open(log) as f:
+            found = re.search(r"compiled in (\d+) s", f.read())
+        elapsed = f"compiled in {found.group(1)} s" if found else ""
+    archs = ",".join(str(cc) for cc in sorted({r["arch"] for r in records}))
+    return markdown_report(records, date=_dt.date.fromtimestamp(os.path.getmtime(path)).isoformat(),
+                           machine=machine(), versions={"triton": triton.__version__, "torch": torch.__version__},
+                           command=command or f"python -m labkit compile-check --arch {archs} --json {path}",
+                           elapsed=elapsed)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """CLI: compile-check [--arch 75,80,...] [--json FILE] [--workers N]; exit 1 on any failure."""
+    """CLI: compile-check [--arch 75,80,...] [--json FILE] [--workers N]; exit 1 on any failure.
+
+    ``--summary FILE [--log LOG] [--md OUT]`` formats the records of an earlier --json FILE instead.
+    """
     parser = argparse.ArgumentParser(prog="python -m labkit compile-check", description=__doc__.split("\n")[0])
     parser.add_argument("--arch", default=",".join(map(str, ARCH_CCS)),
                         help="compute capabilities, comma-separated (default: %(default)s)")
     parser.add_argument("--json", metavar="FILE", help="write the list of records to FILE")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--summary", metavar="FILE", help="format the records of an earlier --json FILE "
+                        "as a markdown page (nothing is compiled); exit code as the run's")
+    parser.add_argument("--log", metavar="LOG", help="with --summary: the run's printed output, for its time")
+    parser.add_argument("--md", metavar="OUT", help="with --summary: write the page to OUT")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.summary:
+        page = summarize_file(args.summary, args.log)
+        if args.md:
+            with open(args.md, "w") as f:
+                f.write(page)
+        print(page, end="")
+        with open(args.summary) as f:
+            return exit_code(json.load(f))
     if args.worker:  # in a subprocess with TRITON_INTERPRET=0
         with open(args.worker[0]) as f:
-            records = [compile_job(job) for job in json.load(f)]
+            job_list = json.load(f)
+        records = []
+        for i, job in enumerate(job_list, 1):  # one progress line per job: a long run's log shows how far it got
+            start = time.perf_counter()
+            records.append(rec := compile_job(job))
+            print(f"[{os.path.basename(args.worker[0])} {i}/{len(job_list)}] sm_{rec['arch']} {rec['kernel']} "
+                  f"{rec['dtype']} D={rec['head_dim']} causal={rec['causal']} config={rec['config']}: "
+                  f"{'ok' if rec['ok'] else 'FAIL'} ({time.perf_counter() - start:.0f} s)", flush=True)
         with open(args.worker[1], "w") as f:
             json.dump(records, f)
         return 0

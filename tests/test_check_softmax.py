@@ -41,6 +41,7 @@ NAIVE = {
     "keep the reduced dimension": _f32(lambda x, dim: torch.exp(x) / torch.exp(x).sum(dim)),
     "input's dtype": lambda x, dim=-1: _norm(torch.exp(x.float()), dim),
     "overflows float16": lambda x, dim=-1: _norm(torch.exp(x), dim),
+    "float64 stays float64": _f32(lambda x, dim: _norm(torch.exp(x), dim)),
 }
 SAFE = {
     "subtract each row's max": _f32(lambda x, dim: _norm(torch.exp(x), dim)),
@@ -50,6 +51,7 @@ SAFE = {
     "do not sum to 1": _f32(lambda x, dim: torch.exp(x - x.amax(dim, keepdim=True))),
     "keep the reduced dimension": _f32(lambda x, dim: _norm(torch.exp(x - x.amax(dim)), dim)),
     "input's dtype": lambda x, dim=-1: S.safe_softmax(x.float(), dim),
+    "float64 stays float64": _f32(lambda x, dim: _norm(torch.exp(x - x.amax(dim, keepdim=True)), dim)),
 }
 
 
@@ -94,6 +96,7 @@ ONLINE = {
     "subtract the running max": _online_mistake("no max"),
     "wrong axis": lambda x, dim=-1, block_size=128: S.online_softmax(x, -1, block_size),
     "input's dtype": lambda x, dim=-1, block_size=128: S.online_softmax(x.float(), dim, block_size),
+    "float64 stays float64": lambda x, dim=-1, block_size=128: _online(x, dim, block_size),
 }
 
 
@@ -110,6 +113,7 @@ LSE = {
     "all -inf has logsumexp -inf": _lse_unguarded,
     "wrong axis": _f32(lambda x, dim: torch.logsumexp(x, -1)),
     "its own max": _f32(lambda x, dim: x.max() + torch.log(torch.exp(x - x.max()).sum(dim))),
+    "float64 stays float64": _f32(lambda x, dim: torch.logsumexp(x, dim)),
 }
 THRESHOLD = {
     "not log2": lambda dtype: math.log2(torch.finfo(dtype).max),
@@ -138,10 +142,39 @@ MERGE = {
     "larger of the two": lambda a, b: S.OnlineState(torch.minimum(a.m, b.m), _merge(a, b).d),
 }
 
+def _many(states, rescale=True, inverted=False, guard=True, first=None, max_of=None):
+    """A student's closed form for K states, with one mistake switched on."""
+    ms, ds = torch.stack([s.m for s in states]), torch.stack([s.d for s in states])
+    if first:
+        ms, ds = ms[:first], ds[:first]
+    m = ms[max_of] if max_of is not None else ms.amax(0)
+    base = torch.where(torch.isinf(m), torch.zeros_like(m), m) if guard else m
+    factor = torch.exp(base - ms).nan_to_num(posinf=0.0) if inverted else torch.exp(ms - base)
+    return S.OnlineState(m, (ds * factor).sum(0) if rescale else ds.sum(0))
+
+
+MERGE_MANY = {
+    "sum against its own max": lambda states: _many(states, rescale=False),
+    "(<= 1)": lambda states: _many(states, inverted=True),
+    "-inf - (-inf) is NaN": lambda states: _many(states, guard=False),
+    "wherever it sits in the list": lambda states: _many(states, max_of=-1),
+    "wherever it sits in the list ": lambda states: S.OnlineState(states[-1].m, _many(states).d),
+    "rescale every one": lambda states: _many(states, first=2),
+    "rescale every one ": lambda states: S.merge_states(states[0], states[-1]) if len(states) > 1 else states[0],
+    "float64 states": lambda states: S.OnlineState(*(t.to(states[0].m.dtype) for t in _many(
+        [S.OnlineState(s.m.float(), s.d.float()) for s in states]))),
+}
+
+def merge_states_many(states):
+    """The closed form, right: m = max_k m_k, d = sum_k d_k exp(m_k - m)."""
+    return _many(states)
+
+
 CATALOGUE = [
     (check.normalize, S.normalize, NORMALIZE),
     (check.overflow_threshold, S.overflow_threshold, THRESHOLD),
     (check.merge_states, S.merge_states, MERGE),
+    (check.merge_states_many, merge_states_many, MERGE_MANY),
     (check.naive_softmax, S.naive_softmax, NAIVE),
     (check.safe_softmax, S.safe_softmax, SAFE),
     (check.online_softmax, S.online_softmax, ONLINE),
@@ -204,7 +237,7 @@ def test_softmax_over_the_wrong_axis_is_named_with_what_was_seen():
 
 def test_every_checker_docstring_lists_its_properties():
     for name in ("normalize", "naive_softmax", "overflow_threshold", "safe_softmax", "logsumexp",
-                 "merge_states", "online_softmax", "softmax_triton", "online_softmax_triton"):
+                 "merge_states", "merge_states_many", "online_softmax", "softmax_triton", "online_softmax_triton"):
         assert "Properties:" in getattr(check, name).__doc__, name
 
 

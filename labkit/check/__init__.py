@@ -12,6 +12,7 @@ from labkit.check.softmax import (  # noqa: F401
     logsumexp, merge_states, naive_softmax, normalize, online_softmax, online_softmax_triton,
     overflow_threshold, safe_softmax, softmax_triton,
 )
+from labkit.check.softmax_online import merge_states_many  # noqa: F401
 from labkit.check.linsys import back_substitution, gaussian_elimination, lu_factor  # noqa: F401
 from labkit.check.linsys_iterative import gauss_seidel, gauss_seidel_sweep, sor_sweep  # noqa: F401
 from labkit.check.linsys_counts import elimination_flops  # noqa: F401

@@ -134,6 +134,31 @@ def _float16_case(label: str = "float16 input", **kwargs) -> Case:
                 hint="a float16 input gives a float16 output, as accurate as float32 arithmetic rounded once")
 
 
+_PROMOTE = ("float64 stays float64: compute in torch.promote_types(x.dtype, torch.float32) (float32 for "
+            "float16/bfloat16/float32 inputs, float64 for float64) and cast back with .to(x.dtype); x.float() "
+            "rounds a float64 input to float32")
+
+
+def _float64_case(label: str = "float64 input (judged at float64 tolerance)", **kwargs) -> Case:
+    """A float64 input: a result that went through float32 is off by ~1e-7, far above float64's rtol of 1e-8."""
+    return Case(label, (_randn(4, 9, seed=24, scale=10.0, dtype=torch.float64),), kwargs,
+                hint="a float64 input is computed in float64 and judged at float64 tolerance (rtol 1e-8)")
+
+
+def _float64_probe(reference, **kwargs) -> Probe:
+    """Names the float32 round trip: right to float32 accuracy, wrong at float64's."""
+    x = _randn(3, 8, seed=99, scale=10.0, dtype=torch.float64)
+
+    def violated(o, p):
+        out = o.value.detach()
+        want = reference(*p.args, **p.kwargs).double()
+        via32 = reference(p.args[0].float(), **p.kwargs).double()
+        err, err32 = (out.double() - want).abs().max().item(), (out.double() - via32).abs().max().item()
+        return out.dtype == torch.float64 and err > 1e-9 and err32 <= 1e-4 and \
+            f"float64 input: worst error {err:.1g}, the size of float32 rounding"
+    return _probe("float64 input", x, _PROMOTE, violated, **kwargs)
+
+
 def _softmax_cases(extra: list[Case]) -> list[Case]:
     return [
         Case("small random rows", (_randn(4, 10, seed=1),), hint="each row sums to 1"),
@@ -145,6 +170,7 @@ def _softmax_cases(extra: list[Case]) -> list[Case]:
         Case("single column: softmax of one value is 1", (_randn(5, 1, seed=5),)),
         _float16_case(),
         *extra,
+        _float64_case(),
     ]
 
 
@@ -180,7 +206,8 @@ def naive_softmax() -> Checker:
     """exp(x) / sum exp(x) over ``dim`` (notebook 01). Properties:
     each slice along ``dim`` sums to 1 and is proportional to exp(x);
     ``dim`` is honoured; the output has x's shape and dtype;
-    float16 inputs are computed in float32 (exp of a float16 above 11.1 overflows float16); x is not modified."""
+    float16 inputs are computed in float32 (exp of a float16 above 11.1 overflows float16), float64 in float64;
+    x is not modified."""
     cases = _softmax_cases([
         Case("float16 input with values up to 15", (_randn(3, 12, seed=10, scale=3.0, shift=9.0).half(),),
              hint="exp of a value above 11.1 overflows float16 but not float32: compute in float32"),
@@ -189,8 +216,9 @@ def naive_softmax() -> Checker:
         _probe("moderate rows", NONSQUARE, "the rows do not sum to 1: divide exp(x) by the sum of exp(x) over "
                "`dim`", _not_normalised),
         _probe("float16 values around 12", _randn(2, 6, seed=91, shift=12.0).half(),
-               "exp of a float16 value above 11.1 overflows float16 (max 65504): compute in float32 "
-               "(x.float()), then cast the result back to x.dtype", _nonfinite),
+               "exp of a float16 value above 11.1 overflows float16 (max 65504): compute in "
+               "torch.promote_types(x.dtype, torch.float32), then cast the result back to x.dtype", _nonfinite),
+        _float64_probe(ref.naive_softmax),
     ]
     return Checker("naive_softmax", cases, ref.naive_softmax, probes)
 
@@ -200,7 +228,7 @@ def safe_softmax() -> Checker:
     """exp(x - max x) / sum exp(x - max x) over ``dim`` (notebook 02). Properties:
     each slice along ``dim`` sums to 1; ``dim`` is honoured; output has x's shape and dtype;
     no overflow for large inputs and no 0/0 for very negative ones (each row shifted by its own max);
-    rows at very different scales are all right; x is not modified."""
+    rows at very different scales are all right; float64 is computed in float64; x is not modified."""
     cases = _softmax_cases([
         Case("large inputs (values around ±1000)", (_randn(3, 8, seed=7, scale=1000.0),),
              hint="exp(x) overflows for x > 88.7: the result must stay finite for large x"),
@@ -215,6 +243,7 @@ def safe_softmax() -> Checker:
         _probe("rows around -200 and +200", _rows_at(-200.0, 200.0, seed=92, cols=5), _OWN_MAX,
                _top_row_only(ref.safe_softmax)),
         _probe("values around ±1000", _randn(2, 6, seed=93, scale=1000.0), _OVERFLOW, _nonfinite),
+        _float64_probe(ref.safe_softmax),
     ]
     return Checker("safe_softmax", cases, ref.safe_softmax, probes)
 
@@ -247,7 +276,8 @@ def _nan_for_minus_inf(o, p):
 def logsumexp() -> Checker:
     """log sum exp(x) over ``dim``, ``dim`` reduced away (notebook 02). Properties:
     the value m + log sum exp(x - m); the shape of x without ``dim``; ``dim`` honoured; the input's dtype;
-    finite for large and very negative inputs (each row's own max); -inf for a row of all -inf."""
+    finite for large and very negative inputs (each row's own max); -inf for a row of all -inf;
+    float64 is computed in float64."""
     all_neg_inf = _randn(3, 6, seed=21)
     all_neg_inf[1] = -math.inf
     shifted = _randn(1, 6, seed=94)
@@ -262,6 +292,7 @@ def logsumexp() -> Checker:
              hint="each row is shifted by its own max, whatever the other rows hold"),
         Case("a row that is all -inf (the answer is -inf, as torch.logsumexp)", (all_neg_inf,)),
         _float16_case(),
+        _float64_case(),
     ]
     probes = [
         _probe("non-square input", NONSQUARE, "the result has one dimension fewer than x: reduce `dim` away "
@@ -277,6 +308,7 @@ def logsumexp() -> Checker:
                "exp overflowed on large inputs: factor the max out: lse = m + log sum exp(x - m)", _nonfinite),
         _probe("a row of all -inf", all_neg_inf, "a row of all -inf has logsumexp -inf: with m = -inf, x - m is "
                "-inf - (-inf) = NaN, so shift by 0 where the max is infinite", _nan_for_minus_inf),
+        _float64_probe(ref.logsumexp),
     ]
     return Checker("logsumexp", cases, ref.logsumexp, probes)
 

@@ -1,6 +1,7 @@
 """Checkers for the online softmax exercises of notebook 03 (merge_states, online_softmax): cases and probes."""
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -8,8 +9,8 @@ import torch
 from labkit import softmax as ref
 from labkit.check.core import Case, Checker, Probe, checker
 from labkit.check.softmax import (
-    _OVERFLOW, _ascending, _float16_case, _nonfinite, _not_normalised, _out, _randn, _shape_probes,
-    _shown,
+    _OVERFLOW, _ascending, _float16_case, _float64_case, _float64_probe, _nonfinite, _not_normalised, _out,
+    _randn, _shape_probes, _shown,
 )
 
 # ------------------------------------------------------------------------ merge_states
@@ -120,7 +121,8 @@ def online_softmax() -> Checker:
     each slice along ``dim`` sums to 1, every value counted once (the last block may be partial);
     the running sum is rescaled whenever the running max grows (max in the last block, blocks of 1 and more);
     m_i is the running max (max in the first block); the second pass uses the final max and sum;
-    no overflow for large inputs; ``dim`` honoured; output has x's shape and dtype; x is not modified."""
+    no overflow for large inputs; ``dim`` honoured; output has x's shape and dtype, float64 computed in float64;
+    x is not modified."""
     falling = torch.linspace(80.0, -80.0, 12).unsqueeze(0) + 0.1 * _randn(1, 12, seed=19)
     cases = [
         Case("one block (block_size larger than the row)", (_randn(3, 10, seed=11),), {"block_size": 16},
@@ -138,6 +140,7 @@ def online_softmax() -> Checker:
         Case("dim=0, blocks of 3", (_randn(8, 3, seed=15),), {"dim": 0, "block_size": 3},
              hint="blocks run along `dim`, not the last axis"),
         _float16_case("float16 input, blocks of 8", block_size=8),
+        _float64_case("float64 input, blocks of 4 (judged at float64 tolerance)", block_size=4),
     ]
     probes = _shape_probes(block_size=2) + [
         Probe("5 equal values, blocks of 4", (torch.zeros(1, 5),), {"block_size": 4},
@@ -153,6 +156,87 @@ def online_softmax() -> Checker:
               _OVERFLOW.replace("each row's max", "the running max m_i"), _nonfinite),
         Probe("moderate rows, blocks of 2", (_randn(3, 5, seed=98),), {"block_size": 2},
               "the rows do not sum to 1: divide exp(x - m_i) by the final running sum l_i", _not_normalised),
+        _float64_probe(ref.online_softmax, block_size=4),
     ]
     return Checker("online_softmax", cases, ref.online_softmax, probes)
 
+
+
+# ------------------------------------------------------------------- merge_states_many
+
+
+def merge_states_fold(states) -> ref.OnlineState:
+    """The reference for merge_states_many: labkit's pairwise merge_states folded left to right.
+
+    By associativity every grouping gives the same state (up to rounding), so the closed form a
+    student derives is judged against the pairwise merges themselves.
+    """
+    return functools.reduce(ref.merge_states, states)
+
+
+def _states(maxima, sums, dtype=torch.float32):
+    """One-row states (m_k, d_k), one per entry of maxima and sums."""
+    return [ref.OnlineState(torch.tensor([m], dtype=dtype), torch.tensor([d], dtype=dtype))
+            for m, d in zip(maxima, sums)]
+
+
+# Maxima 2, 0, 1 with d = 1 each: the answer is m = 2, d = 1 + e^-2 + e^-1 (the largest max comes first).
+SPREAD = _states([2.0, 0.0, 1.0], [1.0, 1.0, 1.0])
+SPREAD_D = 1 + math.exp(-2) + math.exp(-1)
+
+
+def _many_m(o, p):
+    m = o.value[0].detach().double()
+    return not torch.equal(m, torch.full_like(m, 2.0)) and \
+        f"m = [{_shown(m)}] for maxima 2, 0, 1 (the first is the largest)"
+
+
+def _many_d(o, p):
+    d = o.value[1].detach().double()
+    if torch.allclose(d, torch.full_like(d, SPREAD_D), rtol=1e-5):
+        return False
+    seen = f"d = [{_shown(d)}] where the answer is {SPREAD_D:.4g} (maxima 2, 0, 1, each d = 1)"
+    if torch.allclose(d, torch.full_like(d, 3.0), rtol=1e-5):
+        seen += "; the sums were added unscaled"
+    elif bool((d > 3 + 1e-5).all()):
+        seen += "; sums were scaled up"
+    elif torch.allclose(d, torch.full_like(d, 1 + math.exp(-2)), rtol=1e-5):
+        seen += "; only the first two states were merged"
+    return seen
+
+
+@checker
+def merge_states_many() -> Checker:
+    """The closed form of merging K states: m = max_k m_k, d = sum_k d_k e^(m_k - m) (notebook 03). Properties:
+    the same state as merge_states folded in any grouping; m is the largest max wherever it sits in the list;
+    every d_k is rescaled to m by a factor <= 1; every state counts (one state is returned as it is);
+    empty states (m = -inf, d = 0) are the identity, also when every state is empty; the states' dtype is kept
+    (float64 stays float64); the states are not modified."""
+    big = [_state(4, 7, seed=70 + k, scale=3.0 * (k + 1)) for k in range(5)]
+    rising = _states([-3.0, 0.0, 4.0, 9.0], [2.0, 1.0, 3.0, 1.5])
+    empty = ref.OnlineState(torch.full((2,), -math.inf), torch.zeros(2))
+    some = [ref.OnlineState(torch.tensor([-math.inf, 1.0]), torch.tensor([0.0, 2.0])), empty,
+            ref.OnlineState(torch.tensor([-math.inf, 3.0]), torch.tensor([0.0, 1.0]))]
+    f64 = [ref.online_state(_randn(3, 6, seed=80 + k, scale=10.0, dtype=torch.float64)) for k in range(4)]
+    cases = [
+        Case("one state (returned as it is)", ([big[0]],), hint="the merge of one state is that state"),
+        Case("two states (as merge_states)", (big[:2],), hint="for two states the answer is merge_states(a, b)"),
+        Case("five states of 4 rows", (big,), hint="m is the largest m_k; d = sum_k d_k exp(m_k - m)"),
+        Case("maxima rising along the list (the largest comes last)", (rising,),
+             hint="every d_k is rescaled to the overall max, whichever state holds it"),
+        Case("the largest max comes first", (SPREAD,), hint="every d_k is rescaled to the overall max"),
+        Case("some rows empty in every state", (some,),
+             hint="empty states (m = -inf, d = 0) leave the others unchanged; a row empty everywhere stays empty"),
+        Case("every state empty", ([empty, empty, empty],), hint="the merge of empty states is empty: m = -inf, d = 0"),
+        Case("float64 states (judged at float64 tolerance)", (f64,),
+             hint="float64 states give a float64 state, computed in float64"),
+    ]
+    probes = [
+        Probe("maxima 2, 0, 1", (SPREAD,), {}, "m is the largest of all the maxima, wherever it sits in the list: "
+              "m = max_k m_k (stack the m_k and take amax over the states)", _many_m),
+        Probe("maxima 2, 0, 1, d = 1", (SPREAD,), {}, "each d_k is a sum against its own max m_k: rescale every one "
+              "to the overall max by exp(m_k - m) (<= 1) before adding: d = sum_k d_k exp(m_k - m)", _many_d),
+        Probe("three empty states", ([empty, empty, empty],), {}, "empty states (m = -inf, d = 0) must merge to "
+              "m = -inf, d = 0: -inf - (-inf) is NaN, so subtract 0 where the overall max is -inf", _empty_nan),
+    ]
+    return Checker("merge_states_many", cases, merge_states_fold, probes)

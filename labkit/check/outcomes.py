@@ -239,8 +239,8 @@ def harvest(exercises: dict[str, str], namespace: dict, folder: str | Path, seco
         signal.alarm(max(1, int(seconds)))
         try:
             run = checker.prepare(fn) if checker.prepare else fn
-            for args, kwargs in checker.inputs():
-                outcomes.append(core.evaluate(run, args, kwargs))
+            for i, (first, (args, kwargs)) in enumerate(zip(checker.first_of_each(), checker.inputs())):
+                outcomes.append(outcomes[first] if first < i else core.evaluate(run, args, kwargs))
         except _Timeout:
             outcomes += [core.Outcome(error=f"TimeoutError: no result within {seconds} s")] * \
                 (len(checker.inputs()) - len(outcomes))

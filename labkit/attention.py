@@ -50,7 +50,8 @@ def visited_tiles(n_q: int, n_kv: int, block_q: int, block_k: int, causal: bool)
     n_blocks_q = -(-n_q // block_q)
     if not causal:
         return n_blocks_q * -(-n_kv // block_k)
-    return sum(-(-min((i + 1) * block_q, n_kv) // block_k) for i in range(n_blocks_q))
+    # query tile i ends at row min((i + 1) block_q, n_q) - 1 and sees keys up to that index
+    return sum(-(-min((i + 1) * block_q, n_q, n_kv) // block_k) for i in range(n_blocks_q))
 
 
 def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,

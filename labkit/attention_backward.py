@@ -48,6 +48,8 @@ def recompute_attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Ten
         dv += p_i.transpose(-2, -1) @ do_i
         dp_i = do_i @ v.transpose(-2, -1)  # (B, H, T_q, N_kv)
         ds_i = p_i * (dp_i - (dp_i * p_i).sum(dim=-1, keepdim=True))
+        if causal:  # masked keys get exactly 0, even from a query row holding NaN
+            ds_i = ds_i.masked_fill_(cols[None, :] > rows[:, None], 0.0)
         dq[:, :, i0:i0 + block_q] = (ds_i @ k) * scale
         dk += (ds_i.transpose(-2, -1) @ q_i) * scale
     return dq.to(dtype), dk.to(dtype), dv.to(dtype)
@@ -101,6 +103,8 @@ def flash_attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
             dv_j.baddbmm_(p.transpose(1, 2), do[:, g0:g1])  # dV_j += Pᵀ dO_i
             dp = torch.bmm(do[:, g0:g1], v_j.transpose(1, 2))  # dP = dO_i V_jᵀ
             ds = p.mul_(dp.sub_(delta[:, g0:g1]))  # dS = P ∘ (dP − D_i), in place: P is done
+            if causal and j1 - 1 > g0:  # masked keys get exactly 0, even from a row holding NaN
+                ds.masked_fill_(rows[j0:j1][None, :] > rows[g0:g1, None], 0.0)
             dq[:, g0:g1] += torch.bmm(ds, k_j)  # dQ_i += dS K_j
             dk_j.baddbmm_(ds.transpose(1, 2), qs[:, g0:g1])  # dK_j += dSᵀ (s Q_i)
         dk[:, j0:j1] = dk_j

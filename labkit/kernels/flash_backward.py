@@ -95,7 +95,8 @@ if device.HAS_TRITON:
             p_t = tl.exp2(s_t - lse[None, :] * 1.4426950408889634)  # Pᵀ = exp(Sᵀ·s − lse)
             dv = _dot(p_t.to(do.dtype), do, dv, DOT_FP32, PRECISION)  # dV += Pᵀ dO
             dp_t = _dot(v, tl.trans(do), None, DOT_FP32, PRECISION)  # dPᵀ = V dOᵀ (BLOCK_N, BLOCK_M)
-            ds_t = p_t * (dp_t - delta[None, :])  # dSᵀ = Pᵀ ∘ (dPᵀ − Δ)
+            # dSᵀ = Pᵀ ∘ (dPᵀ − Δ), exactly 0 where masked (a NaN row must not reach masked keys)
+            ds_t = tl.where(s_t == float("-inf"), 0.0, p_t * (dp_t - delta[None, :]))
             dk = _dot(ds_t.to(q.dtype), q, dk, DOT_FP32, PRECISION)  # dK += dSᵀ Q
         return dk, dv
 
@@ -183,7 +184,7 @@ if device.HAS_TRITON:
                 s = tl.where(offs_m[:, None] >= offs_n[None, :], s, float("-inf"))
             p = tl.exp2(s - lse[:, None])  # P = exp(S·s − lse); lse here in log2 units
             dp = _dot(do, vt, None, DOT_FP32, PRECISION)  # dP = dO Vᵀ
-            ds = p * (dp - delta[:, None])  # dS = P ∘ (dP − Δ)
+            ds = tl.where(s == float("-inf"), 0.0, p * (dp - delta[:, None]))  # dS = P ∘ (dP − Δ), 0 if masked
             dq = _dot(ds.to(kt.dtype), tl.trans(kt), dq, DOT_FP32, PRECISION)  # dQ += dS K
         return dq
 

@@ -12,8 +12,9 @@ from labkit.check.core import CheckFailed
 from wrong_answers_attention import WRONG as ATTENTION
 from wrong_answers_linsys import WRONG as LINSYS
 from wrong_answers_softmax import WRONG as SOFTMAX
+from wrong_answers_new import WRONG as NEW
 
-WRONG = SOFTMAX + ATTENTION + LINSYS
+WRONG = SOFTMAX + ATTENTION + LINSYS + NEW
 
 
 def verdict(wrong) -> str:

@@ -21,7 +21,7 @@ from nbformat import NotebookNode
 from labkit import course
 from labkit.check.core import NOT_IMPLEMENTED, PASS
 from labkit.device import TRITON_MISSING
-from labkit.student import _HEADING, _RAISE, _source, notebook_number
+from labkit.student import HEADING, RAISE, cell_source, notebook_number
 
 PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not attempted"
 KERNEL = "python3"
@@ -140,7 +140,7 @@ def _exercise_of(cells: list[NotebookNode], index: int, name: str | None) -> int
     if name is None:
         return None
     return next((i for i in range(index - 1, -1, -1) if cells[i].cell_type == "code"
-                 and "exercise" in _tags(cells[i]) and _defines(_source(cells[i]), name)), None)
+                 and "exercise" in _tags(cells[i]) and _defines(cell_source(cells[i]), name)), None)
 
 
 def _compile_error(cell: NotebookNode, output: NotebookNode) -> str:
@@ -150,7 +150,7 @@ def _compile_error(cell: NotebookNode, output: NotebookNode) -> str:
     if not where:
         return f"{output.ename}: {first}" if first else output.ename
     message, line = where.group(1), int(where.group(2))
-    lines = _source(cell).split("\n")
+    lines = cell_source(cell).split("\n")
     code = f": `{_first_line(lines[line - 1], 80)}`" if 0 < line <= len(lines) and lines[line - 1].strip() else ""
     return f"{output.ename}: {message} (line {line}{code})"
 
@@ -163,10 +163,10 @@ def _verdict(run: Execution, cells: list[NotebookNode], index: int, name: str | 
             return FAILED, f"not run: the kernel did not stop after cell {stop + 1} timed out"
         if index == stop:
             return FAILED, "kernel died while running this check (os._exit, a crash or out of memory?)"
-        return FAILED, f"kernel died in cell {stop + 1} ({_first_line(_source(cells[stop]), 40)}) before this check ran"
+        return FAILED, f"kernel died in cell {stop + 1} ({_first_line(cell_source(cells[stop]), 40)}) before this check ran"
     if index in run.timed_out:
         return FAILED, f"timed out after {run.timeout} s"
-    if not _source(cell).strip():
+    if not cell_source(cell).strip():
         return FAILED, "the check cell is empty"
     errors = [o for o in cell.outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
@@ -199,7 +199,7 @@ def check_labels(cells: list[NotebookNode], number: int | None = None) -> list[s
         if cell.cell_type != "code" or "check" not in _tags(cell):
             continue
         found = [f"{m.group(1)}.{m.group(2)}" for c in reversed(cells[start:index])
-                 for m in [(_RAISE if c.cell_type == "code" else _HEADING).search(_source(c))] if m]
+                 for m in [(RAISE if c.cell_type == "code" else HEADING).search(cell_source(c))] if m]
         labels.append(found[0] if found else (f"{number}.{len(labels) + 1}" if number is not None else ""))
         start = index + 1
     return labels
@@ -213,7 +213,7 @@ def results_of(run: Execution, number: int | None = None,
     for index, cell in enumerate(cells):
         if cell.cell_type != "code" or "check" not in _tags(cell):
             continue
-        call = _CHECK_CALL.search(_source(cell))
+        call = _CHECK_CALL.search(cell_source(cell))
         name = call.group(1) if call else None
         status, detail = _verdict(run, cells, index, name)
         results.append(ExerciseResult(name or f"cell {index + 1}", labels[len(results)], status,

@@ -260,15 +260,3 @@ def relative_error(x, x_true) -> float:
     if not np.any(x_true):
         raise ValueError("x_true is zero: the relative error ||x - x*|| / ||x*|| is undefined")
     return float(np.linalg.norm(x - x_true) / np.linalg.norm(x_true))
-
-
-_GRID_SOLVERS = ("red_black_sweep", "poisson_red_black", "red_black_ordering", "optimal_omega")
-
-
-def __getattr__(name: str):
-    """The red-black grid solvers live in labkit.poisson; reachable from here too (lazily: no cycle)."""
-    if name in _GRID_SOLVERS:
-        from labkit import poisson
-
-        return getattr(poisson, name)
-    raise AttributeError(f"module 'labkit.iterative' has no attribute {name!r}")

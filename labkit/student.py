@@ -24,8 +24,8 @@ from labkit import course
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 # "Exercise N.k" where a markdown line starts with it (a heading, bold, plain), not a mention in prose
-_HEADING = re.compile(r"^[#>*_ \t]*Exercise[ \t]+(\d+)\.(\d+)[ \t]*[:.)\-\u2013\u2014*_]*[ \t]*(.*)$", re.M)
-_RAISE = re.compile(r'NotImplementedError\("Exercise (\d+)\.(\d+)')
+HEADING = re.compile(r"^[#>*_ \t]*Exercise[ \t]+(\d+)\.(\d+)[ \t]*[:.)\-\u2013\u2014*_]*[ \t]*(.*)$", re.M)
+RAISE = re.compile(r'NotImplementedError\("Exercise (\d+)\.(\d+)')
 
 
 class SolutionMarkerError(ValueError):
@@ -38,7 +38,7 @@ class BlankCopyError(RuntimeError):
 
 # ---------------------------------------------------------------- blank copies
 
-def _source(cell: NotebookNode) -> str:
+def cell_source(cell: NotebookNode) -> str:
     return cell.source if isinstance(cell.source, str) else "".join(cell.source)
 
 
@@ -76,7 +76,7 @@ def _task_text(cells: list[NotebookNode], index: int, before: str) -> tuple[str 
     for cell in reversed(cells[:index]):
         if cell.cell_type == "code":
             break
-        m = _HEADING.search(_source(cell)) if cell.cell_type == "markdown" else None
+        m = HEADING.search(cell_source(cell)) if cell.cell_type == "markdown" else None
         if m:
             label, task = f"{m.group(1)}.{m.group(2)}", m.group(3)
             break
@@ -97,7 +97,7 @@ def make_blank(nb: NotebookNode, number: int | None = None, name: str = "noteboo
     blank = copy.deepcopy(nb)
     k = 0
     for index, cell in enumerate(blank.cells):
-        source = _source(cell)
+        source = cell_source(cell)
         where = f"{name}, cell {index + 1} ({cell.cell_type})"
         regions = solution_regions(source, where)
         if cell.cell_type == "code":
@@ -127,8 +127,8 @@ def verify_blank(solved: NotebookNode, blank: NotebookNode, name: str = "noteboo
     """Raise BlankCopyError if a marker, an output or a line of an answer survived in ``blank``."""
     inside, outside = set(), set()
     for index, cell in enumerate(solved.cells):
-        lines = _source(cell).split("\n")
-        regions = solution_regions(_source(cell), f"{name}, cell {index + 1}")
+        lines = cell_source(cell).split("\n")
+        regions = solution_regions(cell_source(cell), f"{name}, cell {index + 1}")
         hidden = {i for first, end in regions for i in range(first, end + 1)}
         for i, line in enumerate(lines):
             (inside if i in hidden else outside).add(line.strip())
@@ -137,7 +137,7 @@ def verify_blank(solved: NotebookNode, blank: NotebookNode, name: str = "noteboo
         raise BlankCopyError(f"{name}: {len(blank.cells)} cells in the blank copy, {len(solved.cells)} solved")
     for index, cell in enumerate(blank.cells):
         where = f"{name}, cell {index + 1}"
-        source = _source(cell)
+        source = cell_source(cell)
         if "BEGIN SOLUTION" in source or "END SOLUTION" in source:
             raise BlankCopyError(f"{where}: a solution marker survived")
         if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None):
@@ -182,7 +182,7 @@ def _copy_one(path: Path, dest: Path, force: bool) -> CopyResult:
     except (BlankCopyError, OSError) as err:
         tmp.unlink(missing_ok=True)
         return CopyResult(path, target, "failed", f"could not write {target}: {err}{backup}")
-    count = sum('raise NotImplementedError("Exercise' in _source(c) for c in blank.cells if c.cell_type == "code")
+    count = sum('raise NotImplementedError("Exercise' in cell_source(c) for c in blank.cells if c.cell_type == "code")
     return CopyResult(path, target, "wrote", f"wrote {target} ({count} exercise{'s' * (count != 1)}){backup}")
 
 

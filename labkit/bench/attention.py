@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from labkit import attention, device
 from labkit.bench import peak_memory, print_table, progress, time_fn
-from labkit.bench.softmax import _int_list
+from labkit.bench.softmax import int_list
 from labkit.kernels import flash_attention as triton_flash_attention
 from labkit.kernels import flash_attention_forward as triton_forward
 from labkit.kernels.flash_forward import block_sizes
@@ -48,7 +48,7 @@ def _flash_attn_func():
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--n", type=_int_list, default=None,
+    parser.add_argument("--n", type=int_list, default=None,
                         help="sequence lengths, e.g. 128,256 (default: the profile's)")
     parser.add_argument("--bh", type=int, default=None,
                         help="B·H, batch times heads (default: the profile's)")

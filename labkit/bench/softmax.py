@@ -31,7 +31,7 @@ PROVIDERS = [
 ]
 
 
-def _int_list(text: str) -> tuple[int, ...]:
+def int_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
@@ -42,7 +42,7 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--widths", type=_int_list, default=None,
+    parser.add_argument("--widths", type=int_list, default=None,
                         help="row widths, e.g. 64,128 (default: the profile's)")
     parser.add_argument("--rows", type=int, default=None, help="number of rows (default: the profile's)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")

@@ -54,7 +54,7 @@ def tiers(n_q: int, n_kv: int, D: int, block: int, levels: list[float], *, seed:
     return q.float(), k.float()
 
 
-def _spread(n_q: int, n_kv: int, D: int, *, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def spread(n_q: int, n_kv: int, D: int, *, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """q, k (1, 1, N, D) whose scaled scores have a standard deviation 0.8: every weight is visible."""
     q, k, _ = qkv(1, 1, n_q, n_kv, D, seed=seed, scale=0.9)
     return q, k
@@ -64,14 +64,14 @@ def weights_probe(label: str, n_q: int, n_kv: int, D: int, hint: str, violated, 
                   q=None, k=None, **kwargs) -> Probe:
     """A probe with one-hot values, so that the output's first n_kv columns are the attention weights."""
     if q is None:
-        q, k = _spread(n_q, n_kv, D, seed=seed)
+        q, k = spread(n_q, n_kv, D, seed=seed)
     return Probe(label, (q, k, one_hot_values(n_kv, D)), kwargs, hint, violated)
 
 
 # ------------------------------------------------------ observations on a probe's output
 
 
-def _o(outcome) -> torch.Tensor:
+def output_of(outcome) -> torch.Tensor:
     """o from the student's value (a tensor, or the first of (o, lse)) as float64, batch and head dropped."""
     value = outcome.value[0] if isinstance(outcome.value, (tuple, list)) else outcome.value
     return value.detach().double()[0, 0]
@@ -79,7 +79,7 @@ def _o(outcome) -> torch.Tensor:
 
 def weights(outcome, probe) -> torch.Tensor:
     """The student's attention weights (N_q, N_kv) on a one-hot-values probe."""
-    return _o(outcome)[:, :probe.args[1].shape[2]]
+    return output_of(outcome)[:, :probe.args[1].shape[2]]
 
 
 def reference_weights(probe, scale: float | None = None, causal: bool | None = None) -> torch.Tensor:
@@ -93,15 +93,15 @@ def reference_weights(probe, scale: float | None = None, causal: bool | None = N
     return torch.softmax(s, -1)
 
 
-def _close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-4) -> bool:
+def close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-4) -> bool:
     return a.shape == b.shape and bool(torch.isfinite(a).all()) and (a - b).abs().max().item() <= tol
 
 
-def _shown(t: torch.Tensor, n: int = 4) -> str:
+def shown(t: torch.Tensor, n: int = 4) -> str:
     return ", ".join(f"{v:.3g}" for v in t.flatten()[:n].tolist()) + (", ..." if t.numel() > n else "")
 
 
-def _rows_not_one(P: torch.Tensor) -> str:
+def rows_not_one(P: torch.Tensor) -> str:
     sums = P.sum(-1)
     bad = torch.nonzero(~((sums - 1).abs() < 1e-3)).flatten()
     return ", ".join(f"row {i} sums to {sums[i].item():.3g}" for i in bad[:3].tolist())
@@ -132,22 +132,22 @@ def default_scale(probe) -> float:
 
 def _softmax_over_queries(o, p):
     P = weights(o, p)
-    return _rows_not_one(P) and bool(((P.sum(0) - 1).abs() < 1e-3).all()) and \
-        f"{_rows_not_one(P)}; each key's weights over the queries sum to 1"
+    return rows_not_one(P) and bool(((P.sum(0) - 1).abs() < 1e-3).all()) and \
+        f"{rows_not_one(P)}; each key's weights over the queries sum to 1"
 
 
 def _rows_do_not_sum_to_one(o, p):
-    return _rows_not_one(weights(o, p))
+    return rows_not_one(weights(o, p))
 
 
-def _not_q_kt(o, p):
+def not_q_kt(o, p):
     P = weights(o, p)
-    if _rows_not_one(P) or fit_scale(P, raw_scores(p)) is not None:
+    if rows_not_one(P) or fit_scale(P, raw_scores(p)) is not None:
         return False
     return "the weights are no softmax of c · q kᵀ for any c"
 
 
-def _scale_ratio(ratio: float, label: str):
+def scale_ratio(ratio: float, label: str):
     """Violated when the weights are softmax(c · q kᵀ) with c = ratio × the right scale."""
     def violated(o, p):
         c = fit_scale(weights(o, p), raw_scores(p))
@@ -164,7 +164,7 @@ def _scale_unused(o, p):
         f"with scale={p.kwargs['scale']} your weights are softmax({c:.4g} · q kᵀ), 1/sqrt(D) = {1 / math.sqrt(D):.4g}"
 
 
-def _scale_wrong(o, p):
+def scale_wrong(o, p):
     c = fit_scale(weights(o, p), raw_scores(p))
     right = default_scale(p)
     return c is not None and abs(c - right) > 1e-4 * right and \
@@ -176,7 +176,7 @@ def _shape_error(o, p):
     return any(w in o.error for w in ("shape", "size", "dimension")) and f"your function raised {o.error[:120]}"
 
 
-def _attends(o, p) -> torch.Tensor:
+def attends(o, p) -> torch.Tensor:
     """Which keys each query of a causal probe attends to (weight > 1e-7; a NaN row attends to none)."""
     P = weights(o, p)
     return torch.nan_to_num(P, nan=0.0) > 1e-7
@@ -216,7 +216,7 @@ def probe_blocks(p) -> tuple[int, int] | None:
 def _support_is(rule: str, blocks=probe_blocks):
     """Violated when the keys attended to follow ``rule`` (within the key tiles a causal loop visits, if tiled)."""
     def violated(o, p):
-        seen, P = _attends(o, p), weights(o, p)
+        seen, P = attends(o, p), weights(o, p)
         n = seen.shape[0]
         rows = ~torch.isnan(P).any(-1)  # a NaN row (all its keys masked in a first tile) says nothing
         pattern, tiles = causal_pattern(n, rule), blocks(p)
@@ -228,30 +228,30 @@ def _support_is(rule: str, blocks=probe_blocks):
 
 def _future_keys_kept(o, p):
     """Every key counts, but not as without a mask: the masked scores were set to a finite value."""
-    seen, P = _attends(o, p), weights(o, p)
-    return bool(seen.all()) and not _close(P, reference_weights(p, causal=False)) and \
+    seen, P = attends(o, p), weights(o, p)
+    return bool(seen.all()) and not close(P, reference_weights(p, causal=False)) and \
         first_difference(seen, causal_pattern(seen.shape[0], "j <= i"))
 
 
 def _mask_ignored(o, p):
     P = weights(o, p)
-    return _close(P, reference_weights(p, causal=False)) and \
-        f"{first_difference(_attends(o, p), causal_pattern(P.shape[0], 'j <= i'))}; the weights are those without a mask"
+    return close(P, reference_weights(p, causal=False)) and \
+        f"{first_difference(attends(o, p), causal_pattern(P.shape[0], 'j <= i'))}; the weights are those without a mask"
 
 
 def _wrong_keys(o, p):
-    seen = _attends(o, p)
+    seen = attends(o, p)
     return first_difference(seen, causal_pattern(seen.shape[0], "j <= i"), weights(o, p))
 
 
 def _masked_after_softmax(o, p):
-    seen, P = _attends(o, p), weights(o, p)
-    return bool((seen == causal_pattern(seen.shape[0], "j <= i")).all()) and _rows_not_one(P)
+    seen, P = attends(o, p), weights(o, p)
+    return bool((seen == causal_pattern(seen.shape[0], "j <= i")).all()) and rows_not_one(P)
 
 
-def _nonfinite(o, p):
-    out = _o(o)
-    return not torch.isfinite(out).all() and f"o holds {_shown(out[~torch.isfinite(out)])}"
+def nonfinite(o, p):
+    out = output_of(o)
+    return not torch.isfinite(out).all() and f"o holds {shown(out[~torch.isfinite(out)])}"
 
 
 # ------------------------------------------------------------------------- hints
@@ -276,26 +276,26 @@ MASK_BEFORE = ("mask the scores before the softmax (set them to -inf): zeroing w
 OVERFLOW = "exp overflows on large scores: subtract each row's max before exp (torch.softmax does this)"
 
 
-def _input_probes(n_q: int, n_kv: int, D: int, seed: int, **tiles) -> list[Probe]:
+def input_probes(n_q: int, n_kv: int, D: int, seed: int, **tiles) -> list[Probe]:
     """Axis, transposition and scale probes with one-hot values: N_q, N_kv and D all differ."""
     def probe(hint, violated, **kw):
         return weights_probe("one-hot values", n_q, n_kv, D, hint, violated, seed=seed, **tiles, **kw)
     return [
         probe(AXIS, _softmax_over_queries),
         probe(ROWS, _rows_do_not_sum_to_one),
-        probe(K_T, _not_q_kt),
-        weights_probe("one-hot values, N = D (a k not transposed still multiplies)", D, D, D, K_T, _not_q_kt,
+        probe(K_T, not_q_kt),
+        weights_probe("one-hot values, N = D (a k not transposed still multiplies)", D, D, D, K_T, not_q_kt,
                       seed=seed, **tiles),
-        probe(NO_SCALE, _scale_ratio(math.sqrt(D), "the scale is")),
-        probe(SCALE_D, _scale_ratio(1 / math.sqrt(D), "1/sqrt(D) is")),
+        probe(NO_SCALE, scale_ratio(math.sqrt(D), "the scale is")),
+        probe(SCALE_D, scale_ratio(1 / math.sqrt(D), "1/sqrt(D) is")),
         probe(SCALE_IGNORED, _scale_unused, scale=0.9),
-        probe(SCALE, _scale_wrong),
-        probe(SCALE, _scale_wrong, scale=0.9),
+        probe(SCALE, scale_wrong),
+        probe(SCALE, scale_wrong, scale=0.9),
         probe(K_T, _shape_error),
     ]
 
 
-def _causal_probes(n: int, D: int, seed: int, blocks=probe_blocks, **tiles) -> list[Probe]:
+def causal_probes(n: int, D: int, seed: int, blocks=probe_blocks, **tiles) -> list[Probe]:
     def probe(hint, violated):
         return weights_probe("causal, one-hot values", n, n, D, hint, violated, seed=seed, causal=True,
                              **tiles)
@@ -304,9 +304,9 @@ def _causal_probes(n: int, D: int, seed: int, blocks=probe_blocks, **tiles) -> l
             probe(FLIPPED, _support_is("j >= i", blocks)), probe(MASK_BEFORE, _masked_after_softmax)]
 
 
-def _large_scores_probe(**kwargs) -> Probe:
+def large_scores_probe(**kwargs) -> Probe:
     q, k, v = qkv(1, 1, 6, 9, 8, seed=49, scale=8.0)
-    return Probe("large scores (inputs x 8)", (q, k, v), kwargs, OVERFLOW, _nonfinite)
+    return Probe("large scores (inputs x 8)", (q, k, v), kwargs, OVERFLOW, nonfinite)
 
 
 # ------------------------------------------------------------------------- checkers
@@ -339,10 +339,10 @@ def naive_attention() -> Checker:
             Case("float16 inputs", qkv(1, 2, 6, 6, 8, seed=7, dtype=torch.float16)),
         ],
         reference=ref.naive_attention,
-        probes=[*_input_probes(5, 7, 8, seed=40), *_causal_probes(7, 8, seed=41),
-                Probe("causal", (*_spread(7, 7, 8, seed=41), one_hot_values(7, 8)), {"causal": True},
+        probes=[*input_probes(5, 7, 8, seed=40), *causal_probes(7, 8, seed=41),
+                Probe("causal", (*spread(7, 7, 8, seed=41), one_hot_values(7, 8)), {"causal": True},
                       CAUSAL, _wrong_keys),
-                _large_scores_probe()],
+                large_scores_probe()],
     )
 
 

@@ -79,7 +79,7 @@ D = 16  # head dim of every probe: one-hot rows of length 16 read P or dS of up 
 FROM_DV = "through dV with dO_i = e_i"
 
 
-def _probe_args(n_q, n_kv, *, seed, causal=False, scale=None, q=None, k=None, v=None, do=None):
+def probe_args(n_q, n_kv, *, seed, causal=False, scale=None, q=None, k=None, v=None, do=None):
     """(do, q, k, v, o, lse) for a probe, B = H = 1, float32: random unless q, k, v, dO are given."""
     rq, rk, rv = qkv(1, 1, n_q, n_kv, D, seed=seed)
     q, k, v = (r if x is None else x.float()[None, None] for r, x in ((rq, q), (rk, k), (rv, v)))
@@ -122,7 +122,7 @@ def _seen_p(outcome, probe):
 
 def _p_probe(label, hint, seen, *, n_q=14, n_kv=14, seed=81, **kw):
     """A probe on P as dV shows it; ``seen(P_student, maths)`` gives the observation."""
-    args = _probe_args(n_q, n_kv, seed=seed, causal=kw.get("causal", False), scale=kw.get("scale"),
+    args = probe_args(n_q, n_kv, seed=seed, causal=kw.get("causal", False), scale=kw.get("scale"),
                        do=torch.eye(n_q, D))
     return Probe(label, args, kw, hint, lambda out, pr: seen(_seen_p(out, pr), _maths(pr)))
 
@@ -223,7 +223,7 @@ def p_probes(tiles: dict, key_blocks: tuple, *, n_kv: int, n_q_acc: int, student
         return seen and f"query {seen[0][0]} gives no weight to key {seen[0][1]}"
 
     same_v = torch.randn(D, generator=torch.Generator().manual_seed(5), dtype=torch.float64).expand(14, D).clone()
-    d_args = _probe_args(n_q_acc, 14, seed=85, v=same_v)  # several query tiles: D_i of each query's own row
+    d_args = probe_args(n_q_acc, 14, seed=85, v=same_v)  # several query tiles: D_i of each query's own row
 
     def d_missing(out, pr):
         m = _maths(pr)
@@ -242,9 +242,9 @@ def p_probes(tiles: dict, key_blocks: tuple, *, n_kv: int, n_q_acc: int, student
         m = _maths(pr)
         return _close(-_grad(out, 1), m["dk"]) and "dK = −(the right dK)"
 
-    one_hot_q = _probe_args(12, 12, seed=87, q=torch.eye(12, D), k=2 * torch.randn(
+    one_hot_q = probe_args(12, 12, seed=87, q=torch.eye(12, D), k=2 * torch.randn(
         12, D, generator=torch.Generator().manual_seed(7)), scale=0.5)
-    scaled_q = _probe_args(n_q_acc, 14, seed=88, q=torch.eye(D)[groups], scale=0.5)
+    scaled_q = probe_args(n_q_acc, 14, seed=88, q=torch.eye(D)[groups], scale=0.5)
 
     def dk_scale(out, pr):
         dk, right = _grad(out, 1), _maths(pr)["dk"]
@@ -258,20 +258,20 @@ def p_probes(tiles: dict, key_blocks: tuple, *, n_kv: int, n_q_acc: int, student
         return lost and "dK gets nothing from queries " + _span(lost)
 
     return [
-        Probe("dO = 0: every gradient is 0", _probe_args(14, 14, seed=79, do=torch.zeros(14, D)), tiles,
+        Probe("dO = 0: every gradient is 0", probe_args(14, 14, seed=79, do=torch.zeros(14, D)), tiles,
               HINTS["dO = 0"], zero),
-        Probe("one tile, dO_i = e_i: dV = Pᵀ dO", _probe_args(12, 12, seed=80, do=eye), {}, HINTS["dV = P dO"],
+        Probe("one tile, dO_i = e_i: dV = Pᵀ dO", probe_args(12, 12, seed=80, do=eye), {}, HINTS["dV = P dO"],
               transposed_dv),
         Probe("one tile, q_i = e_i: dK = scale · dSᵀ Q", one_hot_q, {"scale": 0.5}, HINTS["dK = dS Q"],
               transposed_dk),
-        Probe("several query tiles: which queries reach dV", _probe_args(
+        Probe("several query tiles: which queries reach dV", probe_args(
             n_q_acc, 14, seed=82, do=torch.eye(D)[groups]),
             tiles, HINTS["dK, dV overwritten"], lambda o, p: lost_queries(o, p, first=True)),
-        Probe("several query tiles, the last partial: which queries reach dV", _probe_args(
+        Probe("several query tiles, the last partial: which queries reach dV", probe_args(
             n_q_acc, 14, seed=82, do=torch.eye(D)[groups]),
             tiles, _TILES, lambda o, p: lost_queries(o, p, first=False)),
         _p_probe("several key tiles, the last partial: which keys reach dV", _TILES, lost_keys, n_kv=n_kv, **tiles),
-        Probe("N_q=6 < N_kv: which keys reach dV", _probe_args(6, n_kv, seed=83, do=torch.eye(6, D)), tiles,
+        Probe("N_q=6 < N_kv: which keys reach dV", probe_args(6, n_kv, seed=83, do=torch.eye(6, D)), tiles,
               HINTS["N_q != N_kv"], cross),
         _p_probe("P seen " + FROM_DV, HINTS["P without lse"],
                  lambda p, m: _close(p, m["s"].exp()) and "P = exp(S)", n_kv=n_kv, **tiles),
@@ -297,7 +297,7 @@ def p_probes(tiles: dict, key_blocks: tuple, *, n_kv: int, n_q_acc: int, student
         causal((before, HINTS["mask hides the past"])),
         Probe("V the same for every key: dQ = dK = 0", d_args, tiles, HINTS["no D"], d_missing),
         Probe("V the same for every key: dQ = dK = 0", d_args, tiles, HINTS["D wrong"], d_wrong),
-        Probe("random inputs: the sign of dK", _probe_args(14, 14, seed=86), tiles, HINTS["sign"], sign),
+        Probe("random inputs: the sign of dK", probe_args(14, 14, seed=86), tiles, HINTS["sign"], sign),
         Probe("q_i = e_i, scale=0.5: dK holds scale · dSᵀ", scaled_q, {"scale": 0.5, **tiles},
               HINTS["dK, dV overwritten"], lost_dk_queries),
         Probe("q_i = e_i, scale=0.5: dK holds scale · dSᵀ", scaled_q, {"scale": 0.5, **tiles},
@@ -307,7 +307,7 @@ def p_probes(tiles: dict, key_blocks: tuple, *, n_kv: int, n_q_acc: int, student
 
 def dq_probes(tiles: dict) -> list[Probe]:
     """The probes of dQ (one-hot keys: dQ holds scale · dS), for the PyTorch exercise where the student writes dQ."""
-    args = _probe_args(14, 14, seed=89, k=torch.eye(14, D), scale=0.5)
+    args = probe_args(14, 14, seed=89, k=torch.eye(14, D), scale=0.5)
     kwargs = {"scale": 0.5, **tiles}
 
     def lost_keys(out, pr):

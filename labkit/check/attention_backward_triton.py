@@ -13,7 +13,7 @@ from functools import partial
 import torch
 
 from labkit.check.attention import qkv
-from labkit.check.attention_backward import _probe_args, backward_args, compare_grads, p_probes, reference
+from labkit.check.attention_backward import probe_args, backward_args, compare_grads, p_probes, reference
 from labkit.check.core import Case, Checker, Probe, agrees, assert_close, checker, on_course_device
 
 
@@ -68,7 +68,7 @@ def flash_attention_backward_triton() -> Checker:
                                                          dtype=torch.float16), {"causal": True},
              hint="float16 inputs: cast p and ds to q.dtype before tl.dot; accumulate in float32"),
     ]
-    probes = [Probe("causal, N=20: dq from the given code", _probe_args(20, 20, seed=90, causal=True),
+    probes = [Probe("causal, N=20: dq from the given code", probe_args(20, 20, seed=90, causal=True),
                     {"causal": True}, GIVEN_DQ, _only_dq_wrong)]
     probes += p_probes({}, (16, 32, 64), n_kv=40, n_q_acc=40, student_dq=False)
     return Checker("flash_attention_backward_triton", cases, reference, probes,

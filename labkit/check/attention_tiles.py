@@ -6,8 +6,8 @@ import math
 import torch
 
 from labkit import attention as ref
-from labkit.check.attention import (AXIS, CAUSAL, DIAG, FLIPPED, ROWS, _causal_probes, _close, _input_probes,
-                                    _large_scores_probe, _nonfinite, _o, _rows_not_one, _shown, _spread, _attends,
+from labkit.check.attention import (AXIS, CAUSAL, DIAG, FLIPPED, ROWS, causal_probes, close, input_probes,
+                                    large_scores_probe, nonfinite, output_of, rows_not_one, shown, spread, attends,
                                     causal_pattern, first_difference, reached, one_hot_values, qkv, rising, tiers,
                                     weights, weights_probe)
 from labkit.check.core import Case, Checker, Probe, checker
@@ -27,7 +27,7 @@ def _last_query_tile_missing(o, p):
     sums = P.sum(-1)
     ok = (sums - 1).abs() < 1e-3
     return 0 < start < n_q and bool(ok[:start].all()) and not ok[start:].any() and \
-        f"rows {start}..{n_q - 1} of o (the last, partial query tile) are {_shown(_o(o)[start:, 0])}"
+        f"rows {start}..{n_q - 1} of o (the last, partial query tile) are {shown(output_of(o)[start:, 0])}"
 
 
 def _last_key_tile_missing(o, p):
@@ -48,16 +48,16 @@ def _softmax_per_key_tile(o, p):
     P = weights(o, p)
     _, bk = _blocks(p)
     tiles = torch.stack([P[:, j:j + bk].sum(-1) for j in range(0, P.shape[1], bk)], -1)
-    return _rows_not_one(P) and bool(((tiles - 1).abs() < 1e-3).all()) and \
-        f"{_rows_not_one(P)}; within each key tile the weights sum to 1"
+    return rows_not_one(P) and bool(((tiles - 1).abs() < 1e-3).all()) and \
+        f"{rows_not_one(P)}; within each key tile the weights sum to 1"
 
 
 def _softmax_over_query_tile(o, p):
     P = weights(o, p)
     bq, _ = _blocks(p)
     cols = torch.stack([P[i:i + bq].sum(0) for i in range(0, P.shape[0], bq)])
-    return _rows_not_one(P) and bool(((cols - 1).abs() < 1e-3).all()) and \
-        f"{_rows_not_one(P)}; each key's weights over a query tile sum to 1"
+    return rows_not_one(P) and bool(((cols - 1).abs() < 1e-3).all()) and \
+        f"{rows_not_one(P)}; each key's weights over a query tile sum to 1"
 
 
 def _scores(p) -> torch.Tensor:
@@ -97,7 +97,7 @@ def _maxima(p, blocks=_blocks) -> tuple[torch.Tensor, torch.Tensor]:
     return own, own.cummax(-1).values
 
 
-def _factor_rule(rule: str, blocks=_blocks):
+def factor_rule(rule: str, blocks=_blocks):
     """Violated when the per-tile log-factors follow ``rule``: a formula in the tile maxima."""
     def violated(o, p):
         L = tile_factors(o, p, blocks)
@@ -124,22 +124,22 @@ def _factor_rule(rule: str, blocks=_blocks):
         if not hit:
             return False
         if rule in ("not divided", "per-row factor"):
-            return f"rows sum to {_shown(rowsum)}, with the right proportions"
+            return f"rows sum to {shown(rowsum)}, with the right proportions"
         return seen
     return violated
 
 
-def _lse_rule(rule: str):
+def lse_rule(rule: str):
     """Violated when o is right and lse is not (``rule`` "without max": lse = logsumexp - row max)."""
     def violated(o, p):
-        if not _close(weights(o, p), torch.softmax(_scores(p), -1)):
+        if not close(weights(o, p), torch.softmax(_scores(p), -1)):
             return False
         lse = o.value[1].detach().double()[0, 0]
         S = _scores(p)
         right = torch.logsumexp(S, -1)
         if rule == "without max":
-            return _close(lse, right - S.amax(-1), 1e-3) and f"lse = {_shown(lse)}, expected {_shown(right)}"
-        return not _close(lse, right, 1e-3) and f"lse = {_shown(lse)}, expected {_shown(right)}"
+            return close(lse, right - S.amax(-1), 1e-3) and f"lse = {shown(lse)}, expected {shown(right)}"
+        return not close(lse, right, 1e-3) and f"lse = {shown(lse)}, expected {shown(right)}"
     return violated
 
 
@@ -155,9 +155,9 @@ def tile_patterns(n: int, bq: int, bk: int) -> dict[str, torch.Tensor]:
     return out
 
 
-def _tile_pattern(kind: str, blocks=_blocks):
+def tile_pattern(kind: str, blocks=_blocks):
     def violated(o, p):
-        seen = _attends(o, p)
+        seen = attends(o, p)
         bq, bk = blocks(p)
         right = causal_pattern(seen.shape[0], "j <= i")
         hit = any(bool((seen == pattern).all()) for name, pattern in tile_patterns(seen.shape[0], bq, bk).items()
@@ -233,8 +233,8 @@ def tiled_attention() -> Checker:
         ],
         reference=ref.tiled_attention,
         probes=[*_tile_probes(block_q=3, block_k=4),
-                *_input_probes(7, 10, 16, seed=50, block_q=3, block_k=4),
-                _large_scores_probe(block_q=4, block_k=4)],
+                *input_probes(7, 10, 16, seed=50, block_q=3, block_k=4),
+                large_scores_probe(block_q=4, block_k=4)],
     )
 
 
@@ -253,28 +253,28 @@ def _flash_probes() -> list[Probe]:
 
     def falling(label, levels, hint):
         fq, fk = tiers(4, 9, D, bk, levels, seed=53)
-        return Probe(label, (fq, fk, qkv(1, 1, 4, 9, D, seed=54)[2]), tiles, hint, _nonfinite)
+        return Probe(label, (fq, fk, qkv(1, 1, 4, 9, D, seed=54)[2]), tiles, hint, nonfinite)
     return [
         *_tile_probes(**tiles),
-        probe(ONLY_LAST, _factor_rule("only the last tile")),
-        probe(NOT_DIVIDED, _factor_rule("not divided")),
-        probe(L_NOT_RESCALED, _factor_rule("per-row factor")),
-        probe(ACC_NOT_RESCALED, _factor_rule("acc")),
-        probe(TILE_MAX, _factor_rule("tile max")),
-        probe(NOTHING_RESCALED, _factor_rule("both")),
-        probe(RESCALE, _factor_rule("any")),
-        *_input_probes(5, 7, 8, seed=55, block_q=4, block_k=8),
-        *_causal_probes(11, D, seed=52, block_q=4, block_k=3)[:5],
-        causal(LOCAL, _tile_pattern("local")),
-        causal(DIAG_TILE, _tile_pattern("diagonal tile skipped")),
-        *_causal_probes(11, D, seed=52, block_q=4, block_k=3)[5:],
+        probe(ONLY_LAST, factor_rule("only the last tile")),
+        probe(NOT_DIVIDED, factor_rule("not divided")),
+        probe(L_NOT_RESCALED, factor_rule("per-row factor")),
+        probe(ACC_NOT_RESCALED, factor_rule("acc")),
+        probe(TILE_MAX, factor_rule("tile max")),
+        probe(NOTHING_RESCALED, factor_rule("both")),
+        probe(RESCALE, factor_rule("any")),
+        *input_probes(5, 7, 8, seed=55, block_q=4, block_k=8),
+        *causal_probes(11, D, seed=52, block_q=4, block_k=3)[:5],
+        causal(LOCAL, tile_pattern("local")),
+        causal(DIAG_TILE, tile_pattern("diagonal tile skipped")),
+        *causal_probes(11, D, seed=52, block_q=4, block_k=3)[5:],
         falling("large scores, rising by key tile", [60.0, 0.0, 120.0], OVERFLOW),
         falling("the max in the first key tile, the rest 100 lower", [0.0, -100.0, -100.0], RUNNING_MAX),
-        Probe("causal", (*_spread(11, 11, D, seed=52), one_hot_values(11, D)),
+        Probe("causal", (*spread(11, 11, D, seed=52), one_hot_values(11, D)),
               {"causal": True, "block_q": 4, "block_k": 3}, CAUSAL, lambda o, p: first_difference(
-                  _attends(o, p), causal_pattern(11, "j <= i"), weights(o, p))),
-        probe(LSE_MAX, _lse_rule("without max")),
-        probe(LSE, _lse_rule("any")),
+                  attends(o, p), causal_pattern(11, "j <= i"), weights(o, p))),
+        probe(LSE_MAX, lse_rule("without max")),
+        probe(LSE, lse_rule("any")),
     ]
 
 

@@ -13,10 +13,10 @@ import math
 import torch
 
 from labkit import attention as ref
-from labkit.check.attention import (ROWS, _causal_probes, _close, _nonfinite, _not_q_kt, _rows_not_one,
-                                    _scale_ratio, _scale_wrong, _shown, _spread, _attends, causal_pattern,
+from labkit.check.attention import (ROWS, causal_probes, close, nonfinite, not_q_kt, rows_not_one,
+                                    scale_ratio, scale_wrong, shown, spread, attends, causal_pattern,
                                     first_difference, one_hot_values, qkv, rising, tiers, weights, weights_probe)
-from labkit.check.attention_tiles import _factor_rule, _lse_rule, _tile_pattern
+from labkit.check.attention_tiles import factor_rule, lse_rule, tile_pattern
 from labkit.check.core import (Case, Checker, DtypeMismatch, Probe, assert_close, checker, clone, describe,
                                on_course_device)
 
@@ -72,8 +72,8 @@ def _once_per_input(fn):
 def _padded_keys_count(o, p):
     P = weights(o, p)
     sums = P.sum(-1)
-    return _rows_not_one(P) and bool(((sums < 1 - 1e-3) & (sums > 0)).all()) and \
-        f"{_rows_not_one(P)} over the {P.shape[1]} keys"
+    return rows_not_one(P) and bool(((sums < 1 - 1e-3) & (sums > 0)).all()) and \
+        f"{rows_not_one(P)} over the {P.shape[1]} keys"
 
 
 def _strided(n: int, D: int, seed: int):
@@ -130,36 +130,36 @@ def _probes() -> list[Probe]:
 
     def tiled(hint, rule):  # the running max grows in key tiles 0 and 2 (of 16 keys), not in tile 1
         return weights_probe("one-hot values, tile maxima 1, 0, 2", 8, 40, 64, hint,
-                             _factor_rule(rule, _scaffold_blocks), seed=0, q=q, k=k)
+                             factor_rule(rule, _scaffold_blocks), seed=0, q=q, k=k)
 
     def causal(hint, violated):
         return weights_probe("causal, one-hot values", 40, 40, 64, hint, violated, seed=62, causal=True)
 
     def falling(label, levels, hint):
         fq, fk = tiers(8, 40, 16, 16, levels, seed=63)
-        return Probe(label, (fq, fk, qkv(1, 1, 8, 40, 16, seed=64)[2]), {}, hint, _nonfinite)
+        return Probe(label, (fq, fk, qkv(1, 1, 8, 40, 16, seed=64)[2]), {}, hint, nonfinite)
     return [
         padded(PADDED, _padded_keys_count),
         tiled(NOT_DIVIDED, "not divided"),
-        padded(ROWS, lambda o, p: _rows_not_one(weights(o, p))),
-        padded(K_T, _not_q_kt),
-        padded(NATURAL_EXP, _scale_ratio(LOG2E, "the scale is")),
-        padded(LOG2E_LOST, _scale_ratio(math.log(2), "the scale is")),
-        padded(SCALE, _scale_wrong),
-        padded(SCALE, _scale_wrong, scale=0.5),
-        *_causal_probes(40, 64, seed=62, blocks=_scaffold_blocks)[:5],
-        causal(LOCAL, _tile_pattern("local", _scaffold_blocks)),
+        padded(ROWS, lambda o, p: rows_not_one(weights(o, p))),
+        padded(K_T, not_q_kt),
+        padded(NATURAL_EXP, scale_ratio(LOG2E, "the scale is")),
+        padded(LOG2E_LOST, scale_ratio(math.log(2), "the scale is")),
+        padded(SCALE, scale_wrong),
+        padded(SCALE, scale_wrong, scale=0.5),
+        *causal_probes(40, 64, seed=62, blocks=_scaffold_blocks)[:5],
+        causal(LOCAL, tile_pattern("local", _scaffold_blocks)),
         tiled(ONLY_LAST, "only the last tile"),
         tiled(L_NOT_RESCALED, "per-row factor"),
         tiled(ACC_NOT_RESCALED, "acc"),
         tiled(TILE_MAX, "tile max"),
         tiled(NOTHING_RESCALED, "both"),
         tiled(RESCALE, "any"),
-        causal(CAUSAL, lambda o, p: first_difference(_attends(o, p), causal_pattern(40, "j <= i"),
+        causal(CAUSAL, lambda o, p: first_difference(attends(o, p), causal_pattern(40, "j <= i"),
                                                      weights(o, p))),
         falling("large scores, rising by key tile", [60.0, 0.0, 120.0], OVERFLOW),
         falling("the max in the first key tile, the rest 100 lower", [0.0, -100.0, -100.0], RUNNING_MAX),
-        padded(LSE, _lse_rule("any")),
+        padded(LSE, lse_rule("any")),
     ]
 
 

@@ -11,13 +11,13 @@ from labkit.check.core import Case, Checker, Probe, assert_close, checker
 # ---------------------------------------------------------------------------- inputs
 
 
-def _randn(*shape: int, seed: int, scale: float = 1.0, shift: float = 0.0,
+def randn(*shape: int, seed: int, scale: float = 1.0, shift: float = 0.0,
            dtype: torch.dtype = torch.float32) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale + shift).to(dtype)
 
 
-def _ascending(rows: int, cols: int, seed: int) -> torch.Tensor:
+def ascending(rows: int, cols: int, seed: int) -> torch.Tensor:
     """Rows whose values grow along the row, so the running max changes in every block."""
     g = torch.Generator().manual_seed(seed)
     base = torch.linspace(-20.0, 20.0, cols, dtype=torch.float64)
@@ -26,25 +26,25 @@ def _ascending(rows: int, cols: int, seed: int) -> torch.Tensor:
 
 def _rows_at(*centres: float, seed: int, cols: int = 9) -> torch.Tensor:
     """One random row per centre: rows at very different scales."""
-    return _randn(len(centres), cols, seed=seed) + torch.tensor(centres).unsqueeze(1)
+    return randn(len(centres), cols, seed=seed) + torch.tensor(centres).unsqueeze(1)
 
 
-NONSQUARE = _randn(3, 5, seed=90)  # rows and columns differ, so a wrong axis cannot pass or broadcast
+NONSQUARE = randn(3, 5, seed=90)  # rows and columns differ, so a wrong axis cannot pass or broadcast
 
 
 # ----------------------------------------------------- observations on a probe's output
 
 
-def _out(outcome) -> torch.Tensor:
+def output_of(outcome) -> torch.Tensor:
     """The student's output as a float64 tensor (a malformed output raises: the probe is skipped)."""
     return outcome.value.detach().double()
 
 
-def _ones(t: torch.Tensor, tol: float = 1e-3) -> bool:
+def all_ones(t: torch.Tensor, tol: float = 1e-3) -> bool:
     return bool(torch.isfinite(t).all() and (t - 1).abs().max() <= tol)
 
 
-def _shown(t: torch.Tensor) -> str:
+def shown(t: torch.Tensor) -> str:
     return ", ".join(f"{v:.3g}" for v in t.flatten()[:4].tolist()) + (", ..." if t.numel() > 4 else "")
 
 
@@ -59,43 +59,43 @@ def _shape_changed(o, p):
 
 
 def _other_axis(o, p):
-    out, dim = _out(o), p.kwargs["dim"] % o.value.dim()
+    out, dim = output_of(o), p.kwargs["dim"] % o.value.dim()
     other = 1 - dim
-    return not _ones(out.sum(dim)) and _ones(out.sum(other)) and \
-        f"with dim={dim} the slices along dim {other} sum to 1; those along dim {dim} sum to {_shown(out.sum(dim))}"
+    return not all_ones(out.sum(dim)) and all_ones(out.sum(other)) and \
+        f"with dim={dim} the slices along dim {other} sum to 1; those along dim {dim} sum to {shown(out.sum(dim))}"
 
 
 def _whole_tensor(o, p):
-    out = _out(o)
-    return not _ones(out.sum(-1)) and abs(out.sum().item() - 1) < 1e-3 and \
+    out = output_of(o)
+    return not all_ones(out.sum(-1)) and abs(out.sum().item() - 1) < 1e-3 and \
         "the whole tensor sums to 1, its rows do not"
 
 
-def _not_normalised(o, p):
-    out = _out(o)
+def not_normalised(o, p):
+    out = output_of(o)
     sums = out.sum(-1)
-    if _ones(sums):
+    if all_ones(sums):
         return False
-    seen = f"rows sum to {_shown(sums)}"
+    seen = f"rows sum to {shown(sums)}"
     if torch.isfinite(out).all() and (out.amax(-1) - 1).abs().max() < 1e-3:
         seen += "; each row's largest value is 1"
-    elif _ones(sums / out.shape[-1]):
+    elif all_ones(sums / out.shape[-1]):
         seen += f", the row length {out.shape[-1]}"
     return seen
 
 
-def _nonfinite(o, p):
-    out = _out(o)
-    return not torch.isfinite(out).all() and f"output holds {_shown(out[~torch.isfinite(out)])}"
+def nonfinite(o, p):
+    out = output_of(o)
+    return not torch.isfinite(out).all() and f"output holds {shown(out[~torch.isfinite(out)])}"
 
 
 def _top_row_only(reference):
     """Rows at very different scales: the top row right, the bottom one lost (NaN, 0 or wrong)."""
     def violated(o, p):
-        out, want = _out(o), reference(*p.args, **p.kwargs).double()
+        out, want = output_of(o), reference(*p.args, **p.kwargs).double()
         ok = [bool(torch.allclose(out[i], want[i], rtol=1e-3, atol=1e-5)) for i in (0, -1)]
         return ok[1] and not ok[0] and f"the row around {p.args[0][-1].mean():.0f} is right, the row " \
-            f"around {p.args[0][0].mean():.0f} gives {_shown(out[0])}"
+            f"around {p.args[0][0].mean():.0f} gives {shown(out[0])}"
     return violated
 
 
@@ -110,13 +110,13 @@ _SHAPE = ("the output must have the input's shape: if you moved `dim` to the end
           "back (movedim(-1, dim))")
 _WRONG_DIM = "reduced over the wrong axis: reduce over the `dim` argument, not always the last one"
 _WHOLE = "each slice along `dim` must sum to 1, not the whole tensor: sum over `dim` only"
-_OVERFLOW = ("exp overflowed on large inputs: subtract each row's max before exp, so every exponent "
+OVERFLOW = ("exp overflowed on large inputs: subtract each row's max before exp, so every exponent "
              "x - max is <= 0")
 _OWN_MAX = ("each row needs its own max (amax over `dim`, keepdim=True): one max for the whole tensor makes "
             "exp underflow to 0 in rows far below it")
 
 
-def _shape_probes(x: torch.Tensor = NONSQUARE, **kwargs) -> list[Probe]:
+def shape_probes(x: torch.Tensor = NONSQUARE, **kwargs) -> list[Probe]:
     """Broadcasting, shape and axis on a (3, 5) input: the first things a softmax-like function gets wrong."""
     return [
         _probe("non-square input", x, _KEEPDIM,
@@ -129,8 +129,8 @@ def _shape_probes(x: torch.Tensor = NONSQUARE, **kwargs) -> list[Probe]:
     ]
 
 
-def _float16_case(label: str = "float16 input", **kwargs) -> Case:
-    return Case(label, (_randn(3, 17, seed=6, dtype=torch.float16),), kwargs,
+def float16_case(label: str = "float16 input", **kwargs) -> Case:
+    return Case(label, (randn(3, 17, seed=6, dtype=torch.float16),), kwargs,
                 hint="a float16 input gives a float16 output, as accurate as float32 arithmetic rounded once")
 
 
@@ -139,15 +139,15 @@ _PROMOTE = ("float64 stays float64: compute in torch.promote_types(x.dtype, torc
             "rounds a float64 input to float32")
 
 
-def _float64_case(label: str = "float64 input (judged at float64 tolerance)", **kwargs) -> Case:
+def float64_case(label: str = "float64 input (judged at float64 tolerance)", **kwargs) -> Case:
     """A float64 input: a result that went through float32 is off by ~1e-7, far above float64's rtol of 1e-8."""
-    return Case(label, (_randn(4, 9, seed=24, scale=10.0, dtype=torch.float64),), kwargs,
+    return Case(label, (randn(4, 9, seed=24, scale=10.0, dtype=torch.float64),), kwargs,
                 hint="a float64 input is computed in float64 and judged at float64 tolerance (rtol 1e-8)")
 
 
-def _float64_probe(reference, **kwargs) -> Probe:
+def float64_probe(reference, **kwargs) -> Probe:
     """Names the float32 round trip: right to float32 accuracy, wrong at float64's."""
-    x = _randn(3, 8, seed=99, scale=10.0, dtype=torch.float64)
+    x = randn(3, 8, seed=99, scale=10.0, dtype=torch.float64)
 
     def violated(o, p):
         out = o.value.detach()
@@ -161,16 +161,16 @@ def _float64_probe(reference, **kwargs) -> Probe:
 
 def _softmax_cases(extra: list[Case]) -> list[Case]:
     return [
-        Case("small random rows", (_randn(4, 10, seed=1),), hint="each row sums to 1"),
-        Case("square input (rows and columns both 5)", (_randn(5, 5, seed=2),),
+        Case("small random rows", (randn(4, 10, seed=1),), hint="each row sums to 1"),
+        Case("square input (rows and columns both 5)", (randn(5, 5, seed=2),),
              hint="the reduction runs along `dim`, broadcast back along it"),
-        Case("3-D input, dim=1", (_randn(2, 6, 3, seed=3),), {"dim": 1},
+        Case("3-D input, dim=1", (randn(2, 6, 3, seed=3),), {"dim": 1},
              hint="reduce over `dim`, whatever the number of dimensions"),
-        Case("dim=0", (_randn(6, 3, seed=4),), {"dim": 0}, hint="reduce over `dim`, not the last axis"),
-        Case("single column: softmax of one value is 1", (_randn(5, 1, seed=5),)),
-        _float16_case(),
+        Case("dim=0", (randn(6, 3, seed=4),), {"dim": 0}, hint="reduce over `dim`, not the last axis"),
+        Case("single column: softmax of one value is 1", (randn(5, 1, seed=5),)),
+        float16_case(),
         *extra,
-        _float64_case(),
+        float64_case(),
     ]
 
 
@@ -184,7 +184,7 @@ def normalize() -> Checker:
     ``dim`` is honoured (dim=0, dim=1 of 3-D, any shape);
     the output has e's shape and dtype; e is not modified."""
     def positive(*shape, seed):
-        return _randn(*shape, seed=seed).exp()
+        return randn(*shape, seed=seed).exp()
     cases = [
         Case("rows of 10", (positive(4, 10, seed=51),), hint="each row of e / sum(e) sums to 1"),
         Case("square input (rows and columns both 5)", (positive(5, 5, seed=52),),
@@ -195,9 +195,9 @@ def normalize() -> Checker:
         Case("float16 input", (positive(3, 17, seed=55).half(),)),
     ]
     e = NONSQUARE.exp()
-    probes = _shape_probes(e)
+    probes = shape_probes(e)
     probes.append(_probe("positive rows", e, "each slice along `dim` must sum to 1: divide e by its sum over "
-                         "`dim` (e.sum(dim=dim, keepdim=True))", _not_normalised))
+                         "`dim` (e.sum(dim=dim, keepdim=True))", not_normalised))
     return Checker("normalize", cases, ref.normalize, probes)
 
 
@@ -209,16 +209,16 @@ def naive_softmax() -> Checker:
     float16 inputs are computed in float32 (exp of a float16 above 11.1 overflows float16), float64 in float64;
     x is not modified."""
     cases = _softmax_cases([
-        Case("float16 input with values up to 15", (_randn(3, 12, seed=10, scale=3.0, shift=9.0).half(),),
+        Case("float16 input with values up to 15", (randn(3, 12, seed=10, scale=3.0, shift=9.0).half(),),
              hint="exp of a value above 11.1 overflows float16 but not float32: compute in float32"),
     ])
-    probes = _shape_probes() + [
+    probes = shape_probes() + [
         _probe("moderate rows", NONSQUARE, "the rows do not sum to 1: divide exp(x) by the sum of exp(x) over "
-               "`dim`", _not_normalised),
-        _probe("float16 values around 12", _randn(2, 6, seed=91, shift=12.0).half(),
+               "`dim`", not_normalised),
+        _probe("float16 values around 12", randn(2, 6, seed=91, shift=12.0).half(),
                "exp of a float16 value above 11.1 overflows float16 (max 65504): compute in "
-               "torch.promote_types(x.dtype, torch.float32), then cast the result back to x.dtype", _nonfinite),
-        _float64_probe(ref.naive_softmax),
+               "torch.promote_types(x.dtype, torch.float32), then cast the result back to x.dtype", nonfinite),
+        float64_probe(ref.naive_softmax),
     ]
     return Checker("naive_softmax", cases, ref.naive_softmax, probes)
 
@@ -230,27 +230,27 @@ def safe_softmax() -> Checker:
     no overflow for large inputs and no 0/0 for very negative ones (each row shifted by its own max);
     rows at very different scales are all right; float64 is computed in float64; x is not modified."""
     cases = _softmax_cases([
-        Case("large inputs (values around ±1000)", (_randn(3, 8, seed=7, scale=1000.0),),
+        Case("large inputs (values around ±1000)", (randn(3, 8, seed=7, scale=1000.0),),
              hint="exp(x) overflows for x > 88.7: the result must stay finite for large x"),
-        Case("very negative inputs (around -1000)", (_randn(3, 8, seed=8, shift=-1000.0),),
+        Case("very negative inputs (around -1000)", (randn(3, 8, seed=8, shift=-1000.0),),
              hint="every exp(x) underflows to 0 here: the result must still be a softmax, not 0/0"),
         Case("rows at very different scales", (_rows_at(-300.0, 0.0, 150.0, 300.0, seed=9),),
              hint="each row is shifted by its own max, whatever the other rows hold"),
     ])
-    probes = _shape_probes() + [
+    probes = shape_probes() + [
         _probe("moderate rows", NONSQUARE, "the rows do not sum to 1: divide exp(x - m) by the sum of the same "
-               "exp(x - m) over `dim`", _not_normalised),
+               "exp(x - m) over `dim`", not_normalised),
         _probe("rows around -200 and +200", _rows_at(-200.0, 200.0, seed=92, cols=5), _OWN_MAX,
                _top_row_only(ref.safe_softmax)),
-        _probe("values around ±1000", _randn(2, 6, seed=93, scale=1000.0), _OVERFLOW, _nonfinite),
-        _float64_probe(ref.safe_softmax),
+        _probe("values around ±1000", randn(2, 6, seed=93, scale=1000.0), OVERFLOW, nonfinite),
+        float64_probe(ref.safe_softmax),
     ]
     return Checker("safe_softmax", cases, ref.safe_softmax, probes)
 
 
 def _shift_response(o, p):
     """Row 1 is row 0 + 10, so its logsumexp must be 10 more."""
-    out = _out(o)
+    out = output_of(o)
     step = (out[1] - out[0]).item()
     return abs(step - 10.0) > 1e-3 and f"adding 10 to a row changed its result by {step:.3g}, not 10"
 
@@ -268,7 +268,7 @@ def _lse_wrong_axis(o, p):
 
 
 def _nan_for_minus_inf(o, p):
-    out = _out(o)
+    out = output_of(o)
     return bool(torch.isnan(out[1]).any()) and "a row of all -inf gave NaN"
 
 
@@ -278,21 +278,21 @@ def logsumexp() -> Checker:
     the value m + log sum exp(x - m); the shape of x without ``dim``; ``dim`` honoured; the input's dtype;
     finite for large and very negative inputs (each row's own max); -inf for a row of all -inf;
     float64 is computed in float64."""
-    all_neg_inf = _randn(3, 6, seed=21)
+    all_neg_inf = randn(3, 6, seed=21)
     all_neg_inf[1] = -math.inf
-    shifted = _randn(1, 6, seed=94)
+    shifted = randn(1, 6, seed=94)
     cases = [
-        Case("small random rows", (_randn(4, 10, seed=17),), hint="log sum exp(x) of each row"),
-        Case("dim=0", (_randn(6, 3, seed=18),), {"dim": 0}, hint="reduce over `dim`, not the last axis"),
-        Case("large inputs (around 1000)", (_randn(3, 8, seed=19, shift=1000.0),),
+        Case("small random rows", (randn(4, 10, seed=17),), hint="log sum exp(x) of each row"),
+        Case("dim=0", (randn(6, 3, seed=18),), {"dim": 0}, hint="reduce over `dim`, not the last axis"),
+        Case("large inputs (around 1000)", (randn(3, 8, seed=19, shift=1000.0),),
              hint="exp(x) overflows for x > 88.7: the result must stay finite for large x"),
-        Case("very negative inputs (around -1000)", (_randn(3, 8, seed=20, shift=-1000.0),),
+        Case("very negative inputs (around -1000)", (randn(3, 8, seed=20, shift=-1000.0),),
              hint="every exp(x) underflows to 0 here: the result must still be finite"),
         Case("rows at very different scales", (_rows_at(-1000.0, 0.0, 1000.0, seed=23),),
              hint="each row is shifted by its own max, whatever the other rows hold"),
         Case("a row that is all -inf (the answer is -inf, as torch.logsumexp)", (all_neg_inf,)),
-        _float16_case(),
-        _float64_case(),
+        float16_case(),
+        float64_case(),
     ]
     probes = [
         _probe("non-square input", NONSQUARE, "the result has one dimension fewer than x: reduce `dim` away "
@@ -304,11 +304,11 @@ def logsumexp() -> Checker:
         _probe("rows around -1000 and +1000", _rows_at(-1000.0, 1000.0, seed=95, cols=5),
                _OWN_MAX.replace("exp underflow to 0", "exp underflow to 0 (log 0 = -inf)"),
                _top_row_only(ref.logsumexp)),
-        _probe("values around 1000", _randn(2, 6, seed=96, shift=1000.0),
-               "exp overflowed on large inputs: factor the max out: lse = m + log sum exp(x - m)", _nonfinite),
+        _probe("values around 1000", randn(2, 6, seed=96, shift=1000.0),
+               "exp overflowed on large inputs: factor the max out: lse = m + log sum exp(x - m)", nonfinite),
         _probe("a row of all -inf", all_neg_inf, "a row of all -inf has logsumexp -inf: with m = -inf, x - m is "
                "-inf - (-inf) = NaN, so shift by 0 where the max is infinite", _nan_for_minus_inf),
-        _float64_probe(ref.logsumexp),
+        float64_probe(ref.logsumexp),
     ]
     return Checker("logsumexp", cases, ref.logsumexp, probes)
 

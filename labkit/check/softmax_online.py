@@ -9,15 +9,15 @@ import torch
 from labkit import softmax as ref
 from labkit.check.core import Case, Checker, Probe, checker
 from labkit.check.softmax import (
-    _OVERFLOW, _ascending, _float16_case, _float64_case, _float64_probe, _nonfinite, _not_normalised, _out,
-    _randn, _shape_probes, _shown,
+    OVERFLOW, ascending, float16_case, float64_case, float64_probe, nonfinite, not_normalised, output_of,
+    randn, shape_probes, shown,
 )
 
 # ------------------------------------------------------------------------ merge_states
 
 
 def _state(*shape, seed, scale=5.0):
-    return ref.online_state(_randn(*shape, seed=seed, scale=scale))
+    return ref.online_state(randn(*shape, seed=seed, scale=scale))
 
 
 EMPTY = ref.OnlineState(torch.full((3,), -math.inf), torch.zeros(3))
@@ -28,14 +28,14 @@ CROSSED = (ref.OnlineState(torch.tensor([0.0, 1.0]), torch.ones(2)),
 
 def _merged_m(o, p):
     m = o.value[0].detach().double()
-    return not torch.equal(m, torch.ones(2, dtype=torch.float64)) and f"m = [{_shown(m)}] for maxima [0, 1] and [1, 0]"
+    return not torch.equal(m, torch.ones(2, dtype=torch.float64)) and f"m = [{shown(m)}] for maxima [0, 1] and [1, 0]"
 
 
 def _merged_d(o, p):
     d, right = o.value[1].detach().double(), 1 + math.exp(-1)
     if torch.allclose(d, torch.full_like(d, right), rtol=1e-5):
         return False
-    seen = f"d = [{_shown(d)}] where the answer is [{right:.3g}, {right:.3g}] (each d = 1 against its own max)"
+    seen = f"d = [{shown(d)}] where the answer is [{right:.3g}, {right:.3g}] (each d = 1 against its own max)"
     for row, side in ((0, "a"), (1, "b")):
         if abs(d[row] - 2) < 1e-5:
             seen += f"; {side}'s sum was added unscaled"
@@ -46,7 +46,7 @@ def _merged_d(o, p):
 
 def _empty_nan(o, p):
     m, d = (t.detach().double() for t in o.value[:2])
-    return bool(torch.isnan(m).any() or torch.isnan(d).any()) and f"m = [{_shown(m)}], d = [{_shown(d)}]"
+    return bool(torch.isnan(m).any() or torch.isnan(d).any()) and f"m = [{shown(m)}], d = [{shown(d)}]"
 
 
 @checker
@@ -80,7 +80,7 @@ def merge_states() -> Checker:
 
 def _equal_values_counted(o, p):
     """A row of n equal values must give 1/n each; 1/k says k values were counted in the sum."""
-    out, n = _out(o)[0], p.args[0].shape[-1]
+    out, n = output_of(o)[0], p.args[0].shape[-1]
     if not torch.isfinite(out).all() or (out - out[0]).abs().max() > 1e-6 or out[0] <= 0:
         return False
     k = 1 / out[0].item()
@@ -89,20 +89,20 @@ def _equal_values_counted(o, p):
 
 
 def _sums_below_one(o, p):
-    sums = _out(o).sum(-1)
+    sums = output_of(o).sum(-1)
     return bool(torch.isfinite(sums).all() and (sums < 1 - 1e-3).any()) and \
-        f"values rising along the row, blocks of {p.kwargs['block_size']}: the row sums to {_shown(sums)}"
+        f"values rising along the row, blocks of {p.kwargs['block_size']}: the row sums to {shown(sums)}"
 
 
 def _sums_above_one(o, p):
-    sums = _out(o).sum(-1)
+    sums = output_of(o).sum(-1)
     return bool(torch.isfinite(sums).all() and (sums > 1 + 1e-3).any()) and \
-        f"values rising along the row, blocks of {p.kwargs['block_size']}: the row sums to {_shown(sums)}"
+        f"values rising along the row, blocks of {p.kwargs['block_size']}: the row sums to {shown(sums)}"
 
 
 def _not_softmax(o, p):
-    out, want = _out(o), ref.safe_softmax(*p.args).double()
-    return not torch.allclose(out, want, rtol=1e-3, atol=1e-6) and f"got [{_shown(out)}]"
+    out, want = output_of(o), ref.safe_softmax(*p.args).double()
+    return not torch.allclose(out, want, rtol=1e-3, atol=1e-6) and f"got [{shown(out)}]"
 
 
 RISING = torch.arange(8.0).unsqueeze(0) * 2  # the max arrives in the last block, whatever the block size
@@ -123,26 +123,26 @@ def online_softmax() -> Checker:
     m_i is the running max (max in the first block); the second pass uses the final max and sum;
     no overflow for large inputs; ``dim`` honoured; output has x's shape and dtype, float64 computed in float64;
     x is not modified."""
-    falling = torch.linspace(80.0, -80.0, 12).unsqueeze(0) + 0.1 * _randn(1, 12, seed=19)
+    falling = torch.linspace(80.0, -80.0, 12).unsqueeze(0) + 0.1 * randn(1, 12, seed=19)
     cases = [
-        Case("one block (block_size larger than the row)", (_randn(3, 10, seed=11),), {"block_size": 16},
+        Case("one block (block_size larger than the row)", (randn(3, 10, seed=11),), {"block_size": 16},
              hint="each row sums to 1"),
-        Case("blocks of 4, width 10 (last block partial)", (_randn(3, 10, seed=12),), {"block_size": 4},
+        Case("blocks of 4, width 10 (last block partial)", (randn(3, 10, seed=12),), {"block_size": 4},
              hint="every value is counted once, those of the partial last block too"),
-        Case("blocks of 1, values rising", (_ascending(2, 9, seed=10),), {"block_size": 1},
+        Case("blocks of 1, values rising", (ascending(2, 9, seed=10),), {"block_size": 1},
              hint="the running sum follows the running max as it grows, element by element"),
-        Case("values rising along the row: the max changes in every block", (_ascending(2, 37, seed=13),),
+        Case("values rising along the row: the max changes in every block", (ascending(2, 37, seed=13),),
              {"block_size": 5}, hint="the running sum follows the running max as it grows, block by block"),
         Case("values falling along the row: the max is in the first block", (falling,), {"block_size": 3},
              hint="the running max never decreases: later, smaller blocks leave it as it is"),
-        Case("large inputs, blocks of 7", (_randn(3, 30, seed=14, scale=1000.0),), {"block_size": 7},
+        Case("large inputs, blocks of 7", (randn(3, 30, seed=14, scale=1000.0),), {"block_size": 7},
              hint="exp(x) overflows for x > 88.7: the result must stay finite for large x"),
-        Case("dim=0, blocks of 3", (_randn(8, 3, seed=15),), {"dim": 0, "block_size": 3},
+        Case("dim=0, blocks of 3", (randn(8, 3, seed=15),), {"dim": 0, "block_size": 3},
              hint="blocks run along `dim`, not the last axis"),
-        _float16_case("float16 input, blocks of 8", block_size=8),
-        _float64_case("float64 input, blocks of 4 (judged at float64 tolerance)", block_size=4),
+        float16_case("float16 input, blocks of 8", block_size=8),
+        float64_case("float64 input, blocks of 4 (judged at float64 tolerance)", block_size=4),
     ]
-    probes = _shape_probes(block_size=2) + [
+    probes = shape_probes(block_size=2) + [
         Probe("5 equal values, blocks of 4", (torch.zeros(1, 5),), {"block_size": 4},
               "every value must be counted once, the last, partial block too (width 5, block_size 4): loop "
               "start over range(0, n, block_size) and slice x[..., start:start + block_size]", _equal_values_counted),
@@ -152,11 +152,11 @@ def online_softmax() -> Checker:
           for b in (1, 4)],
         Probe("values 80, 0, -80, blocks of 1", (FALLING,), {"block_size": 1}, "m_i must be the running max, "
               "max(m_i, block max): the largest value seen so far, not the current block's max", _not_softmax),
-        Probe("values around ±1000, blocks of 4", (_randn(2, 8, seed=97, scale=1000.0),), {"block_size": 4},
-              _OVERFLOW.replace("each row's max", "the running max m_i"), _nonfinite),
-        Probe("moderate rows, blocks of 2", (_randn(3, 5, seed=98),), {"block_size": 2},
-              "the rows do not sum to 1: divide exp(x - m_i) by the final running sum l_i", _not_normalised),
-        _float64_probe(ref.online_softmax, block_size=4),
+        Probe("values around ±1000, blocks of 4", (randn(2, 8, seed=97, scale=1000.0),), {"block_size": 4},
+              OVERFLOW.replace("each row's max", "the running max m_i"), nonfinite),
+        Probe("moderate rows, blocks of 2", (randn(3, 5, seed=98),), {"block_size": 2},
+              "the rows do not sum to 1: divide exp(x - m_i) by the final running sum l_i", not_normalised),
+        float64_probe(ref.online_softmax, block_size=4),
     ]
     return Checker("online_softmax", cases, ref.online_softmax, probes)
 
@@ -188,14 +188,14 @@ SPREAD_D = 1 + math.exp(-2) + math.exp(-1)
 def _many_m(o, p):
     m = o.value[0].detach().double()
     return not torch.equal(m, torch.full_like(m, 2.0)) and \
-        f"m = [{_shown(m)}] for maxima 2, 0, 1 (the first is the largest)"
+        f"m = [{shown(m)}] for maxima 2, 0, 1 (the first is the largest)"
 
 
 def _many_d(o, p):
     d = o.value[1].detach().double()
     if torch.allclose(d, torch.full_like(d, SPREAD_D), rtol=1e-5):
         return False
-    seen = f"d = [{_shown(d)}] where the answer is {SPREAD_D:.4g} (maxima 2, 0, 1, each d = 1)"
+    seen = f"d = [{shown(d)}] where the answer is {SPREAD_D:.4g} (maxima 2, 0, 1, each d = 1)"
     if torch.allclose(d, torch.full_like(d, 3.0), rtol=1e-5):
         seen += "; the sums were added unscaled"
     elif bool((d > 3 + 1e-5).all()):
@@ -217,7 +217,7 @@ def merge_states_many() -> Checker:
     empty = ref.OnlineState(torch.full((2,), -math.inf), torch.zeros(2))
     some = [ref.OnlineState(torch.tensor([-math.inf, 1.0]), torch.tensor([0.0, 2.0])), empty,
             ref.OnlineState(torch.tensor([-math.inf, 3.0]), torch.tensor([0.0, 1.0]))]
-    f64 = [ref.online_state(_randn(3, 6, seed=80 + k, scale=10.0, dtype=torch.float64)) for k in range(4)]
+    f64 = [ref.online_state(randn(3, 6, seed=80 + k, scale=10.0, dtype=torch.float64)) for k in range(4)]
     cases = [
         Case("one state (returned as it is)", ([big[0]],), hint="the merge of one state is that state"),
         Case("two states (as merge_states)", (big[:2],), hint="for two states the answer is merge_states(a, b)"),

@@ -12,7 +12,7 @@ import torch
 
 from labkit import softmax as ref
 from labkit.check.core import Case, Checker, Probe, checker, on_course_device
-from labkit.check.softmax import _OVERFLOW, _nonfinite, _ones, _out, _randn, _shown
+from labkit.check.softmax import OVERFLOW, nonfinite, all_ones, output_of, randn, shown
 
 _MASK = ("masked lanes must load as -inf (tl.load(..., mask=offs < n_cols, other=-float('inf'))): a lane "
          "padded with 0 adds exp(0 - m) to the sum")
@@ -31,31 +31,31 @@ def _on_device_quietly(fn):
 
 def _equal_row(o, p):
     """A row of n equal values: every output must be 1/n; the sum says how many lanes were counted."""
-    out, n = _out(o)[0], p.args[0].shape[-1]
+    out, n = output_of(o)[0], p.args[0].shape[-1]
     total = out.sum().item()
     return total < 1 - 1e-3 and f"{n} equal values sum to {total:.3g} (~{n}/{round(n / total)} if " \
         f"{round(n / total)} lanes were counted)" if total > 0 else False
 
 
 def _each_is_one(o, p):
-    out = _out(o)
-    return _ones(out, 1e-3) and f"{out.shape[-1]} equal values each came out 1, not 1/{out.shape[-1]}"
+    out = output_of(o)
+    return all_ones(out, 1e-3) and f"{out.shape[-1]} equal values each came out 1, not 1/{out.shape[-1]}"
 
 
-def _not_normalised(o, p):
-    sums = _out(o).sum(-1)
-    return not _ones(sums) and f"rows sum to {_shown(sums)}"
+def not_normalised(o, p):
+    sums = output_of(o).sum(-1)
+    return not all_ones(sums) and f"rows sum to {shown(sums)}"
 
 
 def _triton_cases(widths: tuple[int, ...]) -> list[Case]:
-    cases = [Case(f"width {w}", (_randn(2, w, seed=30 + w),),
+    cases = [Case(f"width {w}", (randn(2, w, seed=30 + w),),
                   hint="each row sums to 1, whatever its width (masked lanes count 0)") for w in widths]
     return cases + [
-        Case("large inputs (around ±1000)", (_randn(2, 100, seed=41, scale=1000.0),),
+        Case("large inputs (around ±1000)", (randn(2, 100, seed=41, scale=1000.0),),
              hint="exp(x) overflows for x > 88.7: the result must stay finite for large x"),
-        Case("float16 input, width 100", (_randn(2, 100, seed=42, dtype=torch.float16),),
+        Case("float16 input, width 100", (randn(2, 100, seed=42, dtype=torch.float16),),
              hint="float16 rows are computed in float32 and stored as float16"),
-        Case("one row, width 1", (_randn(1, 1, seed=43),), hint="softmax of one value is 1"),
+        Case("one row, width 1", (randn(1, 1, seed=43),), hint="softmax of one value is 1"),
     ]
 
 
@@ -66,10 +66,10 @@ def softmax_triton() -> Checker:
     float16 rows give float16 results computed in float32."""
     probes = [
         Probe("7 equal values (block of 8)", (torch.zeros(1, 7),), {}, _MASK, _equal_row),
-        Probe("7 equal values (block of 8)", (torch.zeros(1, 7),), {}, _NOT_NORMALISED, _not_normalised),
-        Probe("values around ±1000", (_randn(1, 8, seed=44, scale=1000.0),), {}, _OVERFLOW.replace(
-            "each row's max", "the row max (tl.max)"), _nonfinite),
-        Probe("8 random values", (_randn(1, 8, seed=45),), {}, _NOT_NORMALISED, _not_normalised),
+        Probe("7 equal values (block of 8)", (torch.zeros(1, 7),), {}, _NOT_NORMALISED, not_normalised),
+        Probe("values around ±1000", (randn(1, 8, seed=44, scale=1000.0),), {}, OVERFLOW.replace(
+            "each row's max", "the row max (tl.max)"), nonfinite),
+        Probe("8 random values", (randn(1, 8, seed=45),), {}, _NOT_NORMALISED, not_normalised),
     ]
     return Checker("softmax_triton", _triton_cases((7, 64, 100)), ref.safe_softmax, probes,
                    prepare=_on_device_quietly)
@@ -81,7 +81,7 @@ FALLING = torch.cat([torch.full((1, 64), 80.0), torch.full((1, 36), -80.0)], 1) 
 
 def _rising_sums(below: bool):
     def violated(o, p):
-        total = _out(o).sum().item()
+        total = output_of(o).sum().item()
         return (total < 1 - 1e-3 if below else total > 1 + 1e-3) and \
             f"a row of 100 rising values sums to {total:.3g}"
     return violated
@@ -89,15 +89,15 @@ def _rising_sums(below: bool):
 
 def _only_last_block(o, p):
     """100 equal values: 1/36 each says the sum kept only the last block (36 columns after a block of 64)."""
-    out = _out(o)[0]
+    out = output_of(o)[0]
     k = 1 / out[0].item() if out[0] > 0 else 0
     return bool((out - out[0]).abs().max() < 1e-6) and 1 < round(k) < 100 and abs(k - round(k)) < 1e-2 and \
         f"100 equal values came out 1/{round(k)} each: l_i counted only {round(k)} of them"
 
 
 def _not_softmax(o, p):
-    out, want = _out(o), ref.safe_softmax(*p.args).double()
-    return not torch.allclose(out, want, rtol=1e-3, atol=1e-6) and f"got [{_shown(out)}]"
+    out, want = output_of(o), ref.safe_softmax(*p.args).double()
+    return not torch.allclose(out, want, rtol=1e-3, atol=1e-6) and f"got [{shown(out)}]"
 
 
 @checker
@@ -125,9 +125,9 @@ def online_softmax_triton() -> Checker:
               "m_i and l_i of the first loop, not a max of its own or the block's", _rising_sums(below=False)),
         Probe("64 values of 80, then 36 of -80", (FALLING,), {}, "m_i must be the running max, "
               "tl.maximum(m_i, tl.max(x)): the largest value seen so far, not the current block's", _not_softmax),
-        Probe("values around ±1000", (_randn(1, 8, seed=44, scale=1000.0),), {}, _OVERFLOW.replace(
-            "each row's max", "the running max m_i"), _nonfinite),
-        Probe("8 random values", (_randn(1, 8, seed=45),), {}, _NOT_NORMALISED.replace(
-            "the sum of exp(x - m) over the row", "l_i"), _not_normalised),
+        Probe("values around ±1000", (randn(1, 8, seed=44, scale=1000.0),), {}, OVERFLOW.replace(
+            "each row's max", "the running max m_i"), nonfinite),
+        Probe("8 random values", (randn(1, 8, seed=45),), {}, _NOT_NORMALISED.replace(
+            "the sum of exp(x - m) over the row", "l_i"), not_normalised),
     ]
     return Checker("online_softmax_triton", cases, ref.safe_softmax, probes, prepare=_on_device_quietly)

@@ -124,8 +124,8 @@ def sweep(dev: str = "cuda", dtypes=("fp16", "bf16"), head_dims=HEAD_DIMS, seq_l
                         skipped.append(where)
                         continue
                     batch = max(1, tokens // n)
-                    g = torch.Generator().manual_seed(n + d)
-                    q, k, v, do = (torch.randn(batch, heads, n, d, generator=g).to(dev, dtype)
+                    g = torch.Generator(dev).manual_seed(n + d)  # on the GPU: 4 x 33M numbers per point
+                    q, k, v, do = (torch.randn(batch, heads, n, d, generator=g, device=dev, dtype=dtype)
                                    for _ in range(4))
                     try:
                         defaults[(dname, d, causal, n)] = default_backend(q, k, v, causal)

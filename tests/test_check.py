@@ -171,3 +171,15 @@ def test_on_course_device_moves_arguments_there_and_results_back(monkeypatch):
     assert isinstance(out, tuple) and out[0].tolist() == [3.0, 3.0]
     with pytest.raises(TypeError, match=r"check.softmax_triton\(softmax_triton\)"):
         check.softmax_triton(42)  # not a function: said before anything moves to the device
+
+
+def test_a_state_in_a_list_modified_in_place_is_caught():
+    from labkit.check.core import evaluate
+    from labkit.softmax import OnlineState
+    states = [OnlineState(torch.zeros(2), torch.ones(2)), OnlineState(torch.ones(2), torch.ones(2))]
+
+    def rescale_in_place(states):
+        states[1].d.mul_(2.0)
+        return states[1]
+    assert evaluate(rescale_in_place, (states,), {}).modified
+    assert not evaluate(lambda s: s[0], (states,), {}).modified

@@ -246,8 +246,8 @@ def _same(x: Any, y: Any) -> bool:
         return x.shape == y.shape and np.array_equal(x, y, equal_nan=x.dtype.kind in "fc")
     if hasattr(x, "format") and hasattr(x, "toarray"):
         return x.shape == y.shape and (x != y).nnz == 0
-    if isinstance(x, tuple):
-        return all(_same(a, b) for a, b in zip(x, y))
+    if isinstance(x, (tuple, list)):
+        return len(x) == len(y) and all(_same(a, b) for a, b in zip(x, y))
     return True
 
 

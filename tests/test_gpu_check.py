@@ -42,3 +42,21 @@ def test_attention_part_runs_the_sdpa_sweep_within_its_limit():
     (cmd, limit), = [(cmd, limit) for name, cmd, _, limit in gpu_check.PARTS if name == "bench-attention"]
     assert cmd[0] == "labkit.bench.gpu_attention" and "{out}" in cmd
     assert float(cmd[cmd.index("--budget") + 1]) + 20 <= limit  # the report is written before the kill
+
+
+def test_parts_run_in_order_with_the_out_folder(monkeypatch, tmp_path, capsys):
+    import torch
+
+    calls = []
+
+    def fake_run_part(name, args, env, limit):  # records what would run; nothing is measured
+        calls.append((name, args, limit))
+        return dict(part=name, command="python -m " + " ".join(args), rc=0, seconds=0.0, last_line="")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "Fake GPU 80GB")
+    monkeypatch.setattr(gpu_check, "run_part", fake_run_part)
+    assert gpu_check.main(["--skip", "tests", "--skip", "notebooks", "--out", str(tmp_path)]) == 0
+    assert [c[0] for c in calls] == ["bench-softmax", "bench-attention"]
+    assert calls[1][1][-2:] == ["--out", str(tmp_path)]
+    (page,) = tmp_path.glob("gpu-check-fake-gpu-80gb-*.md")
+    assert "GPU: Fake GPU 80GB" in page.read_text()

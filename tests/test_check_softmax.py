@@ -163,7 +163,46 @@ MERGE_MANY = {
     "rescale every one ": lambda states: S.merge_states(states[0], states[-1]) if len(states) > 1 else states[0],
     "float64 states": lambda states: S.OnlineState(*(t.to(states[0].m.dtype) for t in _many(
         [S.OnlineState(s.m.float(), s.d.float()) for s in states]))),
+    "one exponent": lambda states: _many_quotient(states),
+    "one max per row": lambda states: _many_global_max(states),
+    "exp(m_old - m_new)": lambda states: _fold_stale_max(states),
+    "work on a copy": lambda states: _many_in_place(states),
 }
+
+
+def _many_quotient(states):
+    """exp(m_k) / exp(m) instead of exp(m_k - m): inf / inf for large maxima."""
+    ms, ds = torch.stack([s.m for s in states]), torch.stack([s.d for s in states])
+    m = ms.amax(0)
+    base = torch.where(torch.isinf(m), torch.zeros_like(m), m)
+    return S.OnlineState(m, (ds * torch.exp(ms) / torch.exp(base)).sum(0))
+
+
+def _many_global_max(states):
+    """One max over all rows and states (guarded against -inf), broadcast to every row."""
+    ms, ds = torch.stack([s.m for s in states]), torch.stack([s.d for s in states])
+    m = ms.max()
+    base = m if torch.isfinite(m) else torch.zeros_like(m)
+    return S.OnlineState(m.expand_as(states[0].m), (ds * torch.exp(ms - base)).sum(0))
+
+
+def _fold_stale_max(states):
+    """A running merge that updates m first, then rescales the running d against the new m: a factor of 1."""
+    m, d = states[0].m.clone(), states[0].d.clone()
+    for s in states[1:]:
+        m = torch.maximum(m, s.m)
+        base = torch.where(torch.isinf(m), torch.zeros_like(m), m)
+        d = d * torch.exp(m - base) + s.d * torch.exp(s.m - base)
+    return S.OnlineState(m, d)
+
+
+def _many_in_place(states):
+    """Rescales every state's d in place (mul_) before adding them up."""
+    m = torch.stack([s.m for s in states]).amax(0)
+    base = torch.where(torch.isinf(m), torch.zeros_like(m), m)
+    for s in states:
+        s.d.mul_(torch.exp(s.m - base))
+    return S.OnlineState(m, sum(s.d for s in states))
 
 def merge_states_many(states):
     """The closed form, right: m = max_k m_k, d = sum_k d_k exp(m_k - m)."""

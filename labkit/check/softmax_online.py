@@ -205,11 +205,46 @@ def _many_d(o, p):
     return seen
 
 
+# Two rows at very different scales: row 0's maxima 0, 1, row 1's 100, 101 (each d = 1).
+ROWS = [ref.OnlineState(torch.tensor([0.0, 100.0]), torch.ones(2)),
+        ref.OnlineState(torch.tensor([1.0, 101.0]), torch.ones(2))]
+# Maxima rising along the list, each d = 1: the answer is m = 2, d = e^-2 + e^-1 + 1.
+RISING3 = _states([0.0, 1.0, 2.0], [1.0, 1.0, 1.0])
+# Maxima around 1000 in float32: exp(m_k) alone overflows (float32 holds up to e^88.7).
+LARGE = _states([1000.0, 998.0, 999.0], [1.0, 2.0, 1.5])
+
+
+def _one_max_per_row(o, p):
+    m, d = (t.detach().double() for t in o.value[:2])
+    if m.shape != (2,):
+        return f"m has shape {tuple(m.shape)} for states of 2 rows"
+    if not torch.equal(m, torch.tensor([1.0, 101.0], dtype=torch.float64)):
+        return f"m = [{shown(m)}] where each row's max is [1, 101]"
+    return bool(d[0] < 1e-3) and f"row 0's d = {d[0].item():.3g}: it was rescaled to row 1's max (101)"
+
+
+def _rising_d(o, p):
+    d, right = o.value[1].detach().double(), sum(math.exp(-k) for k in range(3))
+    if torch.allclose(d, torch.full_like(d, right), rtol=1e-5):
+        return False
+    seen = f"d = [{shown(d)}] where the answer is {right:.4g} (maxima 0, 1, 2, each d = 1)"
+    if torch.allclose(d, torch.full_like(d, 3.0), rtol=1e-5):
+        seen += "; the earlier sums were never rescaled as the max grew"
+    return seen
+
+
+def _large_nonfinite(o, p):
+    m, d = (t.detach().double() for t in o.value[:2])
+    return not bool(torch.isfinite(d).all() and torch.isfinite(m).all()) and \
+        f"m = [{shown(m)}], d = [{shown(d)}] for maxima 1000, 998, 999"
+
+
 @checker
 def merge_states_many() -> Checker:
     """The closed form of merging K states: m = max_k m_k, d = sum_k d_k e^(m_k - m) (notebook 03). Properties:
     the same state as merge_states folded in any grouping; m is the largest max wherever it sits in the list;
-    every d_k is rescaled to m by a factor <= 1; every state counts (one state is returned as it is);
+    every d_k is rescaled to m by a factor <= 1, computed as one exponent (no overflow for maxima around 1000);
+    m is one max per row; every state counts (one state is returned as it is);
     empty states (m = -inf, d = 0) are the identity, also when every state is empty; the states' dtype is kept
     (float64 stays float64); the states are not modified."""
     big = [_state(4, 7, seed=70 + k, scale=3.0 * (k + 1)) for k in range(5)]
@@ -230,12 +265,22 @@ def merge_states_many() -> Checker:
         Case("every state empty", ([empty, empty, empty],), hint="the merge of empty states is empty: m = -inf, d = 0"),
         Case("float64 states (judged at float64 tolerance)", (f64,),
              hint="float64 states give a float64 state, computed in float64"),
+        Case("float32 maxima around 1000", (LARGE,),
+             hint="exp(x) overflows in float32 for x > 88.7: d must stay finite for large maxima"),
     ]
     probes = [
         Probe("maxima 2, 0, 1", (SPREAD,), {}, "m is the largest of all the maxima, wherever it sits in the list: "
               "m = max_k m_k (stack the m_k and take amax over the states)", _many_m),
         Probe("maxima 2, 0, 1, d = 1", (SPREAD,), {}, "each d_k is a sum against its own max m_k: rescale every one "
               "to the overall max by exp(m_k - m) (<= 1) before adding: d = sum_k d_k exp(m_k - m)", _many_d),
+        Probe("maxima 0, 1, 2, d = 1", (RISING3,), {}, "when the max grows along the list, the d accumulated so "
+              "far must be rescaled to it: a running merge multiplies the running d by exp(m_old - m_new) before "
+              "adding d_k exp(m_k - m_new) (keep m_old until then)", _rising_d),
+        Probe("maxima 1000, 998, 999 in float32", (LARGE,), {}, "exp(m_k) / exp(m) overflows (inf / inf is NaN) "
+              "for large maxima: compute the factor as one exponent, exp(m_k - m) <= 1", _large_nonfinite),
+        Probe("row 0: maxima 0, 1; row 1: maxima 100, 101", (ROWS,), {}, "m is one max per row: take the max "
+              "over the states only (amax(dim=0) of the stacked m_k), not over all rows too; a row rescaled to "
+              "another row's max underflows", _one_max_per_row),
         Probe("three empty states", ([empty, empty, empty],), {}, "empty states (m = -inf, d = 0) must merge to "
               "m = -inf, d = 0: -inf - (-inf) is NaN, so subtract 0 where the overall max is -inf", _empty_nan),
     ]

@@ -16,6 +16,7 @@ from labkit.check.softmax_online import merge_states_many  # noqa: F401
 from labkit.check.linsys import back_substitution, gaussian_elimination, lu_factor  # noqa: F401
 from labkit.check.linsys_iterative import gauss_seidel, gauss_seidel_sweep, sor_sweep  # noqa: F401
 from labkit.check.linsys_counts import elimination_flops  # noqa: F401
+from labkit.check.linsys_structure import blocked_lu, red_black_sweep  # noqa: F401
 from labkit.check.attention import naive_attention  # noqa: F401
 from labkit.check.attention_tiles import flash_attention_forward, tiled_attention  # noqa: F401
 from labkit.check.attention_triton import flash_attention_forward_triton  # noqa: F401

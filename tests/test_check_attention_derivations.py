@@ -37,15 +37,16 @@ def test_hbm_counts_reject_non_positive_ints(bad):
 
 
 def _loop(N, d, M, *, init=True, kv=2, o_reads=True, o_writes=True, lm_reads=True, lm_writes=True,
-          ceil_bc=True, bc=None, rows=lambda b, n_left: min(b, n_left)):
+          ceil_bc=True, bc=None, rows=lambda b, n_left: min(b, n_left), kv_inner=False):
     """A student's counting loop over Algorithm 1, one slip switched on."""
     B_c = bc if bc is not None else (math.ceil(M / (4 * d)) if ceil_bc else M // (4 * d))
     B_r = min(B_c, d)
     total = (N * d + 2 * N) if init else 0
     for j in range(0, N, B_c):
-        total += kv * rows(B_c, N - j) * d
+        total += 0 if kv_inner else kv * rows(B_c, N - j) * d
         for i in range(0, N, B_r):
             b = rows(B_r, N - i)
+            total += kv * rows(B_c, N - j) * d if kv_inner else 0
             total += b * d + o_reads * b * d + lm_reads * 2 * b + o_writes * b * d + lm_writes * 2 * b
     return total
 
@@ -63,6 +64,7 @@ HBM_WRONG = {
     "running statistics ": lambda N, d, M: _loop(N, d, M, lm_reads=False, lm_writes=False) - 2 * N,
     "line 2 initialises": lambda N, d, M: _loop(N, d, M, init=False),
     "each loaded once": lambda N, d, M: _loop(N, d, M, kv=0),
+    "again for every query tile": lambda N, d, M: _loop(N, d, M, kv_inner=True),
     "one N×d matrix": lambda N, d, M: _loop(N, d, M, kv=1),
     "partial last key tile": lambda N, d, M: 3 * N * d + 2 * N + (N // _bc(d, M)) * (3 * N * d + 4 * N),
     "partial last tile moves only": lambda N, d, M: _loop(N, d, M, rows=lambda b, n_left: b),

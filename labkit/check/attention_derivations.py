@@ -80,6 +80,11 @@ def _not_integral(o, p):
     return value != int(value) and f"returned {value:,.3f}, not a whole number"
 
 
+def _query_tiles(d: int, M: int, N: int) -> int:
+    """T_r = ⌈N/B_r⌉, the number of query tiles of Algorithm 1's inner loop."""
+    return math.ceil(N / hbm.flash_block_sizes(d, M)[1])
+
+
 PAPER = (1100, 64, 51200)  # B_c = 200: T_c = 6 key tiles, the last one 100 rows; B_r = 64 (18 query tiles)
 ODD_M = (100, 32, 1000)  # M/(4d) = 7.8: B_c = 8 (13 key tiles), rounding down gives 7 (15 tiles)
 
@@ -145,6 +150,11 @@ def flash_hbm_accesses() -> Checker:
         probe("N = 1100, d = 64, M = 51200", PAPER,
               "line 2 initialises O = 0, l = 0, m = -inf in HBM: Nd + 2N writes, once",
               lambda o, p: (_matches(lambda *a: count_with(*a, init=False), "short by Nd + 2N")(o, p))),
+        probe("N = 1100, d = 64, M = 51200", PAPER,
+              "K_j, V_j are loaded once per key tile, in line 6, outside the inner loop: loading them again for "
+              "every query tile counts 2·T_r·N·d instead of 2·N·d",
+              _matches(lambda N, d, M: count_with(N, d, M) + 2 * N * d * (_query_tiles(d, M, N) - 1),
+                       "K, V loaded T_r = ⌈N/B_r⌉ times")),
         probe("N = 1100, d = 64, M = 51200", PAPER,
               "K_j and V_j are each loaded once, in line 6 (2Nd over all key tiles)",
               _matches(lambda *a: count_with(*a, kv=0), "short by 2Nd")),

@@ -95,7 +95,8 @@ def elimination_flops() -> Checker:
         Case("n = 10", (10,), hint=exact),
         Case("n = 100", (100,), hint=exact),
     ]
-    not_a_number = lambda o, p: not o.error and not _is_count(o.value) and f"returned {type(o.value).__name__}"  # noqa: E731
+    def not_a_number(o, p):
+        return not o.error and not _is_count(o.value) and f"returned {type(o.value).__name__}"
     probes = [Probe("n = 10, a number", (10,), {}, "return the count as a number (an int), not text or an "
                     "array", not_a_number)]
     probes += [Probe(f"n = 10, {name.replace('_', ' ')}", (10,), {}, _HINTS[name], _gives(name))

@@ -130,6 +130,18 @@ def returns_text(n):
     return f"{(4 * n ** 3 + 3 * n ** 2 - 7 * n) // 6} flops"
 
 
+def true_division(n):
+    return (4 * n ** 3 + 3 * n ** 2 - 7 * n) / 6  # a float, 705.0 at n = 10
+
+
+def each_term_floored(n):
+    return 4 * n ** 3 // 6 + 3 * n ** 2 // 6 - 7 * n // 6
+
+
+def each_term_rounded(n):
+    return round(4 * n ** 3 / 6) + round(3 * n ** 2 / 6) - round(7 * n / 6)  # right at n = 10, not at n = 2
+
+
 WRONG = [
     (only_leading_term, "only the leading term"),
     (rounded_leading_term, "only the leading term"),
@@ -141,6 +153,9 @@ WRONG = [
     (pivot_column_updated, "become 0 without arithmetic"),
     (back_substitution_added, "back substitution"),
     (returns_text, "as a number (an int)"),
+    (true_division, "return an int: / gives a float"),
+    (each_term_floored, "that is rounding"),
+    (each_term_rounded, "that is rounding"),
 ]
 
 
@@ -155,7 +170,7 @@ def test_text_answer_is_called_what_it_is():
 
 
 @pytest.mark.parametrize("fn", [elimination.elimination_flops, elimination.count_elimination_flops,
-                                lambda n: (4 * n ** 3 + 3 * n ** 2 - 7 * n) / 6,
+                                lambda n: int((4 * n ** 3 + 3 * n ** 2 - 7 * n) / 6),  # a float made an int
                                 lambda n: np.int64((4 * n ** 3 + 3 * n ** 2 - 7 * n) // 6)])
 def test_right_answers_pass(fn, capsys):
     check.elimination_flops(fn)

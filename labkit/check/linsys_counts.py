@@ -61,6 +61,8 @@ def _is_count(value) -> bool:
 def _compare(out, expected) -> None:
     if not _is_count(out):
         raise AssertionError(f"returned {type(out).__name__} {out!r}, expected a number (an int)")
+    if not isinstance(out, numbers.Integral):
+        raise AssertionError(f"returned {type(out).__name__} {out!r}, expected an int")
     if out != expected:
         raise AssertionError(f"returned {out!r}, expected {expected}")
 
@@ -77,6 +79,27 @@ def _gives(mistake: str):
     return violated
 
 
+_ROUNDING = ("the count is off by less than 3: that is rounding. Flooring (//) or rounding each term of "
+             "(4n^3 + 3n^2 - 7n)/6 separately loses their fractions; the whole numerator is divisible by 6, "
+             "so divide the sum once: (4 * n**3 + 3 * n**2 - 7 * n) // 6")
+_NOT_INT = ("return an int: / gives a float even when the division is exact; use // (integer division) "
+            "on the whole numerator, or int arithmetic throughout")
+
+
+def _off_by_rounding(o, p):
+    """The count misses the exact one by less than 3 (what per-term flooring or rounding does)."""
+    n, got = p.args[0], o.value
+    if o.error or not _is_count(got) or got == _right(n):
+        return ""
+    return abs(got - _right(n)) < 3 and f"elimination_flops({n}) = {got!r}, off by {got - _right(n):+g}"
+
+
+def _not_an_int(o, p):
+    got = o.value
+    return not o.error and _is_count(got) and not isinstance(got, numbers.Integral) and \
+        f"returned {type(got).__name__} {got!r}"
+
+
 @checker
 def elimination_flops() -> Checker:
     """``fn(n) -> int``: the exact flops of elimination without pivoting on [A | b] (notebook 08, exercise 8.4).
@@ -84,7 +107,7 @@ def elimination_flops() -> Checker:
     one flop per +, -, *, / (a multiply-add is 2); multipliers, the trailing block (columns right
     of the pivot only) and the right-hand side are counted; back substitution is not
     n = 1 has no elimination step (0 flops); n = 2, 3 by hand; n = 10, 100 need every lower term
-    the result is an exact number (an int; a float equal to the count is accepted)
+    the result is an int (a float is not, even one equal to the count); the sum is divided by 6 once, exactly
     """
     exact = ("the count must be exact: sum over the steps (m = n-1 .. 1 rows below the pivot) of "
              "m divisions + 2m^2 for the block + 2m for b")
@@ -101,5 +124,7 @@ def elimination_flops() -> Checker:
                     "array", not_a_number)]
     probes += [Probe(f"n = 10, {name.replace('_', ' ')}", (10,), {}, _HINTS[name], _gives(name))
                for name in MISTAKES]
+    probes += [Probe(f"n = {n}, rounding", (n,), {}, _ROUNDING, _off_by_rounding) for n in range(2, 13)]
+    probes += [Probe("n = 10, an int", (10,), {}, _NOT_INT, _not_an_int)]
     return Checker("elimination_flops", cases, elimination.count_elimination_flops, probes,
                    compare=_compare)

@@ -149,22 +149,3 @@ def flash_attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         lse[:, g0:g1] = m_i + torch.log(l_i)
     lse_dtype = torch.float64 if dtype == torch.float64 else torch.float32
     return o.reshape(B, H, n_q, D).to(dtype), lse.reshape(B, H, n_q).to(lse_dtype)
-
-
-# The backward pass (notebook 07) lives in labkit/attention_backward.py, which builds on this
-# module. Its names are re-exported here, lazily (PEP 562 module __getattr__), so that
-# `attention.flash_attention` works and either module can be imported first.
-_BACKWARD_NAMES = ("recompute_attention_backward", "flash_attention_backward", "FlashAttention",
-                   "flash_attention")
-__all__ += list(_BACKWARD_NAMES)
-
-
-def __getattr__(name: str):
-    if name in _BACKWARD_NAMES:
-        from labkit import attention_backward
-        return getattr(attention_backward, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_BACKWARD_NAMES])

@@ -1,7 +1,7 @@
 """The lab's attention layer and a tiny causal transformer, for any attention core.
 
 An attention core is a callable ``attention(q, k, v, causal) -> o`` on (B, H, N, D) tensors:
-``sdpa`` (torch's scaled_dot_product_attention), ``labkit.attention.flash_attention`` or
+``sdpa`` (torch's scaled_dot_product_attention), ``labkit.attention_backward.flash_attention`` or
 ``labkit.kernels.flash_attention``. ``train`` fits a model to next-token prediction on
 synthetic sequences generated here (no downloads) with AdamW and fixed seeds, so two runs
 that differ only in the attention core see the same weights and batches. Introduced in

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import labkit  # noqa: F401  (device switch first)
-from labkit import attention
+from labkit import attention, attention_backward
 from labkit.check import assert_close
 from attention_inputs import grads64, judge_grads, make_do, make_qkv
 
@@ -17,7 +17,7 @@ DO_SEED = 1000  # upstream gradients dO are drawn from seeds DO_SEED + ...
 
 def flash_grads(do, q, k, v, causal=False, scale=None, **blocks):
     o, lse = attention.flash_attention_forward(q, k, v, causal, scale, **blocks)
-    return attention.flash_attention_backward(do, q, k, v, o, lse, causal, scale, **blocks)
+    return attention_backward.flash_attention_backward(do, q, k, v, o, lse, causal, scale, **blocks)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
@@ -56,7 +56,7 @@ def test_flash_backward_float64_matches_sdpa_autograd(causal, n):
 def test_recompute_backward_float64(causal, n, D):
     q, k, v = make_qkv(2, 2, n, n, D, torch.float64, seed=n * D)
     do = make_do(q, seed=DO_SEED + D)
-    grads = attention.recompute_attention_backward(do, q, k, v, causal, block_q=16)
+    grads = attention_backward.recompute_attention_backward(do, q, k, v, causal, block_q=16)
     for name, g, e in zip(("dq", "dk", "dv"), grads, grads64(do, q, k, v, causal)):
         assert_close(g, e, what=name)
 
@@ -66,19 +66,19 @@ def test_recompute_backward_float64(causal, n, D):
 def test_recompute_backward_dtypes(dtype, causal, n_q, n_kv):
     q, k, v = make_qkv(1, 2, n_q, n_kv, 32, dtype, seed=n_q)
     do = make_do(q, seed=DO_SEED)
-    judge_grads(attention.recompute_attention_backward(do, q, k, v, causal, block_q=32), do, q, k, v, causal)
+    judge_grads(attention_backward.recompute_attention_backward(do, q, k, v, causal, block_q=32), do, q, k, v, causal)
 
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_flash_and_recompute_agree_for_every_block_size(causal):
     q, k, v = make_qkv(2, 2, 50, 50, 16, torch.float64, seed=11)
     do = make_do(q, seed=DO_SEED)
-    expected = attention.recompute_attention_backward(do, q, k, v, causal)
+    expected = attention_backward.recompute_attention_backward(do, q, k, v, causal)
     for block_q, block_k in [(1, 7), (7, 1), (16, 16), (17, 33), (64, 32), (128, 128)]:
         grads = flash_grads(do, q, k, v, causal, block_q=block_q, block_k=block_k)
         for name, g, e in zip(("dq", "dk", "dv"), grads, expected):
             assert_close(g, e, what=f"{name} with blocks ({block_q}, {block_k})")
-        again = attention.recompute_attention_backward(do, q, k, v, causal, block_q=block_q)
+        again = attention_backward.recompute_attention_backward(do, q, k, v, causal, block_q=block_q)
         for name, g, e in zip(("dq", "dk", "dv"), again, expected):
             assert_close(g, e, what=f"recompute {name} with block_q={block_q}")
 
@@ -90,7 +90,7 @@ def test_scale_argument():
         F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.7), (q, k, v), do)
     q, k, v = q.detach(), k.detach(), v.detach()
     for grads in (flash_grads(do, q, k, v, True, 0.7, block_q=8, block_k=8),
-                  attention.recompute_attention_backward(do, q, k, v, True, 0.7, block_q=8)):
+                  attention_backward.recompute_attention_backward(do, q, k, v, True, 0.7, block_q=8)):
         for name, g, e in zip(("dq", "dk", "dv"), grads, expected):
             assert_close(g, e, what=name)
 
@@ -106,9 +106,9 @@ def test_the_labs_case(n, causal):
     expected = grads64(do, q, k, v, causal)
     tiles = {"block_q": 32, "block_k": 32}
     q_, k_, v_ = (x.clone().requires_grad_() for x in (q, k, v))
-    attention.flash_attention(q_, k_, v_, causal, None, **tiles).backward(do)
+    attention_backward.flash_attention(q_, k_, v_, causal, None, **tiles).backward(do)
     for grads in (flash_grads(do, q, k, v, causal, **tiles), (q_.grad, k_.grad, v_.grad),
-                  attention.recompute_attention_backward(do, q, k, v, causal, block_q=32)):
+                  attention_backward.recompute_attention_backward(do, q, k, v, causal, block_q=32)):
         for name, g, e in zip(("dq", "dk", "dv"), grads, expected):
             assert_close(g, e, atol=1e-7, rtol=1e-5, what=name)  # the lab's tolerance
             assert_close(g, e, what=name)  # the course's float64 tolerance, much tighter
@@ -122,17 +122,17 @@ def test_the_labs_case(n, causal):
 def test_gradcheck(causal, n_q, n_kv, blocks):
     q, k, v = (x.requires_grad_() for x in make_qkv(1, 2, n_q, n_kv, 4, torch.float64, seed=n_kv))
     assert torch.autograd.gradcheck(
-        lambda q, k, v: attention.flash_attention(q, k, v, causal, None, *blocks), (q, k, v))
+        lambda q, k, v: attention_backward.flash_attention(q, k, v, causal, None, *blocks), (q, k, v))
 
 
 def test_flash_attention_defaults_match_naive_and_keep_dtype():
     q, k, v = (x.requires_grad_() for x in make_qkv(2, 2, 70, 70, 16, torch.float32, seed=3))
-    o = attention.flash_attention(q, k, v, causal=True)
+    o = attention_backward.flash_attention(q, k, v, causal=True)
     assert_close(o, attention.naive_attention(q, k, v, causal=True))
     o.sum().backward()  # an expanded (stride-0) upstream gradient
     judge_grads((q.grad, k.grad, v.grad), torch.ones_like(o), q.detach(), k.detach(), v.detach(), True)
     h = [x.detach().half().requires_grad_() for x in (q, k, v)]
-    attention.flash_attention(*h).backward(make_do(h[0], seed=DO_SEED))
+    attention_backward.flash_attention(*h).backward(make_do(h[0], seed=DO_SEED))
     assert all(x.grad.dtype == torch.float16 for x in h)
 
 
@@ -140,7 +140,7 @@ def test_gradient_for_some_inputs_only():
     q, k, v = make_qkv(1, 2, 20, 20, 16, torch.float64, seed=8)
     v.requires_grad_()
     do = make_do(q, seed=DO_SEED)
-    attention.flash_attention(q, k, v, causal=True).backward(do)
+    attention_backward.flash_attention(q, k, v, causal=True).backward(do)
     assert q.grad is None and k.grad is None
     assert_close(v.grad, grads64(do, q, k, v, True)[2], what="dv")
 
@@ -149,7 +149,7 @@ def test_gradient_for_some_inputs_only():
 def test_saves_only_q_k_v_o_lse(dtype):
     B, H, N, D = 1, 2, 100, 16
     q, k, v = (x.requires_grad_() for x in make_qkv(B, H, N, N, D, dtype, seed=2))
-    saved = attention.flash_attention(q, k, v, causal=True).grad_fn.saved_tensors
+    saved = attention_backward.flash_attention(q, k, v, causal=True).grad_fn.saved_tensors
     assert [tuple(t.shape) for t in saved] == [(B, H, N, D)] * 4 + [(B, H, N)]
     assert saved[4].dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
     # The same probe finds the N x N probabilities that plain attention's graph keeps.
@@ -167,7 +167,7 @@ def test_non_contiguous_inputs():
     assert not q.is_contiguous() and not do.is_contiguous()
     for causal in (False, True):
         judge_grads(flash_grads(do, q, k, v, causal, block_q=16, block_k=16), do, q, k, v, causal)
-        judge_grads(attention.recompute_attention_backward(do, q, k, v, causal, block_q=16), do, q, k,
+        judge_grads(attention_backward.recompute_attention_backward(do, q, k, v, causal, block_q=16), do, q, k,
               v, causal)
 
 
@@ -176,18 +176,17 @@ def test_inputs_are_not_modified():
     do = make_do(q, seed=DO_SEED)
     o, lse = attention.flash_attention_forward(q, k, v, causal=True)
     copies = [x.clone() for x in (do, q, k, v, o, lse)]
-    attention.flash_attention_backward(do, q, k, v, o, lse, True, block_q=16, block_k=16)
-    attention.recompute_attention_backward(do, q, k, v, True, block_q=16)
+    attention_backward.flash_attention_backward(do, q, k, v, o, lse, True, block_q=16, block_k=16)
+    attention_backward.recompute_attention_backward(do, q, k, v, True, block_q=16)
     assert all(torch.equal(a, b) for a, b in zip((do, q, k, v, o, lse), copies))
 
 
-def test_backward_names_live_in_labkit_attention():
+def test_the_backward_lives_in_attention_backward_only():
+    """One name, one place: labkit.attention no longer re-exports the backward (that was an import cycle)."""
     from labkit import attention_backward
-    for name in ("flash_attention_backward", "recompute_attention_backward", "flash_attention",
-                 "FlashAttention"):
-        assert getattr(attention, name) is getattr(attention_backward, name)
-        assert name in dir(attention) and name in attention.__all__
-    assert issubclass(attention.FlashAttention, torch.autograd.Function)
+    assert issubclass(attention_backward.FlashAttention, torch.autograd.Function)
+    for name in ("flash_attention_backward", "recompute_attention_backward", "flash_attention", "FlashAttention"):
+        assert not hasattr(attention, name)
 
 
 # ------------------------------------------------------------------------ bad inputs
@@ -213,15 +212,15 @@ def bad_saved():
 @pytest.mark.parametrize("label, args, words", bad_saved(), ids=[c[0] for c in bad_saved()])
 def test_bad_inputs_raise_value_error(label, args, words):
     with pytest.raises(ValueError, match=words):
-        attention.flash_attention_backward(*args)
+        attention_backward.flash_attention_backward(*args)
 
 
 def test_recompute_bad_inputs():
     q, k, v = make_qkv(1, 2, 8, 8, 16)
     with pytest.raises(ValueError, match="do must have shape"):
-        attention.recompute_attention_backward(make_do(q, seed=DO_SEED)[:, :1], q, k, v)
+        attention_backward.recompute_attention_backward(make_do(q, seed=DO_SEED)[:, :1], q, k, v)
     with pytest.raises(ValueError, match="block_q"):
-        attention.recompute_attention_backward(make_do(q, seed=DO_SEED), q, k, v, block_q=0)
+        attention_backward.recompute_attention_backward(make_do(q, seed=DO_SEED), q, k, v, block_q=0)
 
 
 @pytest.mark.parametrize("blocks", [(0, 64), (64, -1), (16.5, 16), (True, 16)])
@@ -229,17 +228,17 @@ def test_bad_block_sizes(blocks):
     q, k, v = make_qkv(1, 2, 8, 8, 16)
     o, lse = attention.flash_attention_forward(q, k, v)
     with pytest.raises(ValueError, match="block_"):
-        attention.flash_attention_backward(make_do(q, seed=DO_SEED), q, k, v, o, lse, block_q=blocks[0],
+        attention_backward.flash_attention_backward(make_do(q, seed=DO_SEED), q, k, v, o, lse, block_q=blocks[0],
                                            block_k=blocks[1])
     with pytest.raises(ValueError, match="block_"):
-        attention.flash_attention(q, k, v, block_q=blocks[0], block_k=blocks[1])
+        attention_backward.flash_attention(q, k, v, block_q=blocks[0], block_k=blocks[1])
 
 
 def test_causal_needs_square():
     q, k, v = make_qkv(1, 2, 8, 12, 16)
     o, lse = attention.flash_attention_forward(q, k, v)
-    for call in (lambda: attention.flash_attention_backward(make_do(q, seed=DO_SEED), q, k, v, o, lse, True),
-                 lambda: attention.recompute_attention_backward(make_do(q, seed=DO_SEED), q, k, v, True),
-                 lambda: attention.flash_attention(q, k, v, True)):
+    for call in (lambda: attention_backward.flash_attention_backward(make_do(q, seed=DO_SEED), q, k, v, o, lse, True),
+                 lambda: attention_backward.recompute_attention_backward(make_do(q, seed=DO_SEED), q, k, v, True),
+                 lambda: attention_backward.flash_attention(q, k, v, True)):
         with pytest.raises(ValueError, match="N_q == N_kv"):
             call()

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import labkit  # noqa: F401
-from labkit import attention, check
+from labkit import attention, attention_backward, check
 from labkit.check.attention_backward import flash_attention_backward as checker
 from labkit.check.core import evaluate
 from hints import assert_rejected_with_hint
@@ -107,7 +107,7 @@ PROPERTY_CASES = [  # a mutant that violates one property only, and the case tha
 
 
 def test_backward_checker_passes_labkit_and_a_right_student(capsys):
-    check.flash_attention_backward(attention.flash_attention_backward)
+    check.flash_attention_backward(attention_backward.flash_attention_backward)
     check.flash_attention_backward(student_backward())
     assert capsys.readouterr().out.strip().splitlines() == ["✔ flash_attention_backward: 7/7 cases passed"] * 2
 
@@ -124,7 +124,7 @@ def test_each_property_has_its_own_case(label, fn, case):
     assert case in str(err.value).splitlines()[0], str(err.value)
 
 
-@pytest.mark.parametrize("fn", [attention.flash_attention_backward, student_backward()], ids=["labkit", "student"])
+@pytest.mark.parametrize("fn", [attention_backward.flash_attention_backward, student_backward()], ids=["labkit", "student"])
 def test_no_probe_fires_on_a_right_answer(fn):
     built = checker.build()
     fired = [(p.label, p.violated(evaluate(fn, p.args, p.kwargs), p)) for p in built.probes]
@@ -140,10 +140,10 @@ def test_judgement_from_outcomes_as_data_names_the_mistake():
 
 def test_backward_checker_rejects_wrong_dtype_and_structure():
     def float32_out(*args, **kwargs):
-        return tuple(g.float() for g in attention.flash_attention_backward(*args, **kwargs))
+        return tuple(g.float() for g in attention_backward.flash_attention_backward(*args, **kwargs))
     assert_rejected_with_hint(check.flash_attention_backward, float32_out, "dtype")
     with pytest.raises(AssertionError, match=r"expected a tuple \(dq, dk, dv\)"):
-        check.flash_attention_backward(lambda *a, **kw: attention.flash_attention_backward(*a, **kw)[0])
+        check.flash_attention_backward(lambda *a, **kw: attention_backward.flash_attention_backward(*a, **kw)[0])
 
 
 def test_backward_blank_reports_not_implemented(capsys):

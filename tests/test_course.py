@@ -5,6 +5,7 @@ blank copies, reads the data and runs a solved notebook, with the clone nowhere 
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,8 +32,12 @@ def test_the_grading_sandbox_hides_the_solved_notebooks():
 def installed_wheel(tmp_path_factory):
     """labkit's wheel, built from this checkout and installed with --target into a folder outside it."""
     tmp = tmp_path_factory.mktemp("wheel")
+    # Built from a copy, so no build/ folder is left in (or stale files taken from) the checkout.
+    src = tmp / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "exercises", "*.egg-info", "__pycache__", "screenshots", ".pytest_cache"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    build = subprocess.run(pip + ["wheel", "--no-deps", "-w", str(tmp / "dist"), str(ROOT)],
+    build = subprocess.run(pip + ["wheel", "--no-deps", "-w", str(tmp / "dist"), str(src)],
                            capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-2000:]
     wheel, = (tmp / "dist").glob("labkit-*.whl")

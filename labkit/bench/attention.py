@@ -7,7 +7,7 @@ Providers: standard attention (``attention.naive_attention``), torch SDPA, the f
 library (CUDA, fp16/bf16, layout (B, N, H, D), when installed), labkit's ``tiled_attention``
 and ``flash_attention_forward`` (PyTorch tiles) and the Triton kernel (on CPU: Triton's
 interpreter, at the smallest N only). A second table times forward + backward (o.backward(dO))
-through autograd for standard attention, SDPA, flash-attn, ``attention.flash_attention`` and
+through autograd for standard attention, SDPA, flash-attn, ``attention_backward.flash_attention`` and
 ``kernels.flash_attention``, with TFLOP/s = 3.5 · 4 · B·H · N² · D / time: the backward's
 10 · N² · D FLOPs per (b, h) counted as 2.5x the forward's, as FlashAttention-2's paper does.
 A fixed "target" group times labkit's PyTorch flash forward against SDPA on CPU at B·H = 8,
@@ -23,7 +23,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from labkit import attention, device
+from labkit import attention, attention_backward, device
 from labkit.bench import peak_memory, print_table, progress, time_fn
 from labkit.bench.softmax import int_list
 from labkit.kernels import flash_attention as triton_flash_attention
@@ -110,7 +110,7 @@ def _grad_providers(dtype: torch.dtype, causal: bool):
         ("standard (autograd)", lambda q, k, v: attention.naive_attention(q, k, v, causal), False),
         ("torch SDPA", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal), False),
         ("flash-attn", flash_attn if fa is not None else lambda q, k, v: None, False),
-        ("labkit flash_attention (PyTorch)", lambda q, k, v: attention.flash_attention(q, k, v, causal),
+        ("labkit flash_attention (PyTorch)", lambda q, k, v: attention_backward.flash_attention(q, k, v, causal),
          False),
         ("Triton flash_attention" + (" (interpreter)" if device.INTERPRET else ""),
          lambda q, k, v: triton_flash_attention(q, k, v, causal), True),

@@ -8,11 +8,9 @@ from labkit.check.core import (  # noqa: F401
     CHECKERS, LOWP_FACTOR, NOT_IMPLEMENTED, PASS, TOLERANCES, Case, Checker, CheckFailed, Probe, Tol,
     assert_close, tolerance,
 )
-from labkit.check.softmax import (  # noqa: F401
-    logsumexp, merge_states, naive_softmax, normalize, online_softmax, online_softmax_triton,
-    overflow_threshold, safe_softmax, softmax_triton,
-)
-from labkit.check.softmax_online import merge_states_many  # noqa: F401
+from labkit.check.softmax import logsumexp, naive_softmax, normalize, overflow_threshold, safe_softmax  # noqa: F401
+from labkit.check.softmax_online import merge_states, merge_states_many, online_softmax  # noqa: F401
+from labkit.check.softmax_triton import online_softmax_triton, softmax_triton  # noqa: F401
 from labkit.check.linsys import back_substitution, gaussian_elimination, lu_factor  # noqa: F401
 from labkit.check.linsys_iterative import gauss_seidel, gauss_seidel_sweep, sor_sweep  # noqa: F401
 from labkit.check.linsys_counts import elimination_flops  # noqa: F401

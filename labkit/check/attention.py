@@ -344,8 +344,3 @@ def naive_attention() -> Checker:
                       CAUSAL, _wrong_keys),
                 large_scores_probe()],
     )
-
-
-# The tiled exercises (notebook 05) and the Triton one (notebook 06) live in their own modules.
-from labkit.check.attention_tiles import flash_attention_forward, tiled_attention  # noqa: E402,F401
-from labkit.check.attention_triton import flash_attention_forward_triton  # noqa: E402,F401

@@ -363,8 +363,3 @@ def overflow_threshold() -> Checker:
                          "the dtype you are given (float16 overflows far sooner than float32)"),
     ]
     return Checker("overflow_threshold", cases, ref.overflow_threshold, probes, compare=within_a_thousandth)
-
-
-# The notebook-03 and Triton checkers live in their own modules; ``labkit.check`` imports them from here.
-from labkit.check.softmax_online import merge_states, online_softmax  # noqa: E402,F401
-from labkit.check.softmax_triton import online_softmax_triton, softmax_triton  # noqa: E402,F401

@@ -12,8 +12,8 @@ import torch
 
 from labkit.contracts import check_attention_inputs, check_positive_int
 
-__all__ = ["validate_attention_inputs", "check_blocks", "compute_dtype", "visited_tiles", "naive_attention", "tiled_attention",
-           "flash_attention_forward"]
+__all__ = ["validate_attention_inputs", "check_blocks", "compute_dtype", "visited_tiles", "causal_mask",
+           "naive_attention", "tiled_attention", "flash_attention_forward_reference", "flash_attention_forward"]
 
 
 # The one input check of every attention function, PyTorch and Triton (labkit.contracts).
@@ -54,6 +54,14 @@ def visited_tiles(n_q: int, n_kv: int, block_q: int, block_k: int, causal: bool)
     return sum(-(-min((i + 1) * block_q, n_q, n_kv) // block_k) for i in range(n_blocks_q))
 
 
+def causal_mask(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """True where key ``cols[j]`` is hidden from query ``rows[i]`` (j > i): the one causal mask, (len(rows), len(cols)).
+
+    Global indices, so a tile's mask is ``causal_mask(arange(i0, i1), arange(j0, j1))``. Notebook 04.
+    """
+    return cols[None, :] > rows[:, None]
+
+
 def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
                     scale: float | None = None) -> torch.Tensor:
     """O = softmax(scale · Q Kᵀ, masked to j <= i if causal) V, all N² scores at once, in the input dtype.
@@ -63,9 +71,8 @@ def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: b
     scale = validate_attention_inputs(q, k, v, causal, scale)
     s = (q @ k.transpose(-2, -1)) * scale  # (B, H, N_q, N_kv)
     if causal:
-        n = q.shape[2]
-        above = torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1)  # key j > query i
-        s = s.masked_fill(above, float("-inf"))
+        rows = torch.arange(q.shape[2], device=q.device)
+        s = s.masked_fill(causal_mask(rows, torch.arange(k.shape[2], device=q.device)), float("-inf"))
     p = torch.softmax(s, dim=-1)
     return p @ v  # (B, H, N_q, D)
 
@@ -95,10 +102,47 @@ def tiled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_q: 
     return o.to(dtype)
 
 
+def flash_attention_forward_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                                      causal: bool = False, scale: float | None = None, block_q: int = 64,
+                                      block_k: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loop notebook 05 teaches, one (query tile, key tile) pair at a time: (o, lse), as ``flash_attention_forward``.
+
+    Slow and obviously correct: the reference the fast variant is tested against.
+    """
+    scale = validate_attention_inputs(q, k, v, causal, scale)
+    check_blocks(block_q, block_k)
+    dtype, ct = q.dtype, compute_dtype(q.dtype)
+    q, k, v = q.to(ct), k.to(ct), v.to(ct)
+    n_q, n_kv = q.shape[2], k.shape[2]
+    o, lse = torch.empty_like(q), torch.empty(q.shape[:3], dtype=ct, device=q.device)
+    for i0 in range(0, n_q, block_q):
+        q_i = q[:, :, i0:i0 + block_q]  # (B, H, T_q, D)
+        rows = torch.arange(i0, i0 + q_i.shape[2], device=q.device)
+        m_i = torch.full(q_i.shape[:3], float("-inf"), dtype=ct, device=q.device)  # running max
+        l_i = torch.zeros(q_i.shape[:3], dtype=ct, device=q.device)  # running sum
+        acc = torch.zeros_like(q_i)  # running P V
+        for j0 in range(0, n_kv, block_k):
+            k_j, v_j = k[:, :, j0:j0 + block_k], v[:, :, j0:j0 + block_k]  # (B, H, T_k, D)
+            s_ij = (q_i @ k_j.transpose(-2, -1)) * scale  # (B, H, T_q, T_k)
+            if causal:
+                cols = torch.arange(j0, j0 + k_j.shape[2], device=q.device)
+                s_ij = s_ij.masked_fill(causal_mask(rows, cols), float("-inf"))
+            m_new = torch.maximum(m_i, s_ij.amax(dim=-1))
+            m_safe = torch.where(torch.isinf(m_new), torch.zeros_like(m_new), m_new)  # a tile all masked so far
+            p_ij = torch.exp(s_ij - m_safe[..., None])
+            alpha = torch.exp(m_i - m_safe)  # rescales the old state; 0 on the first tile
+            l_i = alpha * l_i + p_ij.sum(dim=-1)
+            acc = alpha[..., None] * acc + p_ij @ v_j
+            m_i = m_new
+        o[:, :, i0:i0 + block_q] = acc / l_i[..., None]
+        lse[:, :, i0:i0 + block_q] = m_i + torch.log(l_i)
+    return o.to(dtype), lse.to(torch.float64 if dtype == torch.float64 else torch.float32)
+
+
 def flash_attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                             causal: bool = False, scale: float | None = None, block_q: int = 64,
                             block_k: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """FlashAttention forward: online softmax over K/V tiles; returns (o, lse) with lse = logsumexp_j(s_ij).
+    """FlashAttention forward, the fast variant of ``flash_attention_forward_reference``: (o, lse), lse = logsumexp_j(s_ij).
 
     For each query tile it keeps a running row max m_i, a running sum l_i and an accumulator
     acc, rescaled by exp(m_old - m_new) whenever the max grows; o = acc / l_i and

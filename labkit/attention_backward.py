@@ -12,12 +12,12 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from labkit.attention import (SCORE_BLOCK_ELEMENTS, check_blocks, compute_dtype,
+from labkit.attention import (SCORE_BLOCK_ELEMENTS, causal_mask, check_blocks, compute_dtype,
                               flash_attention_forward, validate_attention_inputs)
 from labkit.contracts import check_saved_tensors
 
-__all__ = ["recompute_attention_backward", "flash_attention_backward", "FlashAttention",
-           "flash_attention"]
+__all__ = ["recompute_attention_backward", "flash_attention_backward_reference", "flash_attention_backward",
+           "FlashAttention", "flash_attention"]
 
 
 def recompute_attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
@@ -41,17 +41,53 @@ def recompute_attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Ten
         q_i, do_i = q[:, :, i0:i0 + block_q], do[:, :, i0:i0 + block_q]  # (B, H, T_q, D)
         s_i = (q_i @ k.transpose(-2, -1)) * scale  # (B, H, T_q, N_kv): the whole score row block
         if causal:
-            rows = torch.arange(i0, i0 + q_i.shape[2], device=q.device)
-            cols = torch.arange(n_kv, device=q.device)
-            s_i = s_i.masked_fill(cols[None, :] > rows[:, None], float("-inf"))
+            hidden = causal_mask(torch.arange(i0, i0 + q_i.shape[2], device=q.device),
+                                 torch.arange(n_kv, device=q.device))
+            s_i = s_i.masked_fill(hidden, float("-inf"))
         p_i = torch.softmax(s_i, dim=-1)  # the second softmax the FlashAttention backward avoids
         dv += p_i.transpose(-2, -1) @ do_i
         dp_i = do_i @ v.transpose(-2, -1)  # (B, H, T_q, N_kv)
         ds_i = p_i * (dp_i - (dp_i * p_i).sum(dim=-1, keepdim=True))
         if causal:  # masked keys get exactly 0, even from a query row holding NaN
-            ds_i = ds_i.masked_fill_(cols[None, :] > rows[:, None], 0.0)
+            ds_i = ds_i.masked_fill_(hidden, 0.0)
         dq[:, :, i0:i0 + block_q] = (ds_i @ k) * scale
         dk += (ds_i.transpose(-2, -1) @ q_i) * scale
+    return dq.to(dtype), dk.to(dtype), dv.to(dtype)
+
+
+def flash_attention_backward_reference(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                                       o: torch.Tensor, lse: torch.Tensor, causal: bool = False,
+                                       scale: float | None = None, block_q: int = 64, block_k: int = 64
+                                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The loop notebook 07 teaches, one (key tile, query tile) pair at a time: (dq, dk, dv), as ``flash_attention_backward``.
+
+    D_i = rowsum(dO_i ∘ O_i); per pair P = exp(S − lse), dV_j += Pᵀ dO_i, dP = dO_i V_jᵀ,
+    dS = P ∘ (dP − D_i), dQ_i += s · dS K_j, dK_j += s · dSᵀ Q_i. Slow and obviously correct:
+    the reference the fast variant is tested against.
+    """
+    scale = validate_attention_inputs(q, k, v, causal, scale)
+    check_blocks(block_q, block_k)
+    check_saved_tensors(q, do=do, o=o, lse=lse)
+    dtype, ct = q.dtype, compute_dtype(q.dtype)
+    do, q, k, v, o, lse = (x.to(ct) for x in (do, q, k, v, o, lse))
+    n_q, n_kv = q.shape[2], k.shape[2]
+    delta = (do * o).sum(dim=-1)  # D_i (B, H, N_q)
+    dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    for j0 in range(0, n_kv, block_k):
+        k_j, v_j = k[:, :, j0:j0 + block_k], v[:, :, j0:j0 + block_k]  # (B, H, T_k, D)
+        cols = torch.arange(j0, j0 + k_j.shape[2], device=q.device)
+        for i0 in range(0, n_q, block_q):
+            q_i, do_i = q[:, :, i0:i0 + block_q], do[:, :, i0:i0 + block_q]  # (B, H, T_q, D)
+            s_ij = (q_i @ k_j.transpose(-2, -1)) * scale  # (B, H, T_q, T_k)
+            p_ij = torch.exp(s_ij - lse[:, :, i0:i0 + block_q, None])  # normalised: no second softmax
+            dp_ij = do_i @ v_j.transpose(-2, -1)
+            ds_ij = p_ij * (dp_ij - delta[:, :, i0:i0 + block_q, None])
+            if causal:  # hidden keys have P = 0 and dS = 0 (exactly, even next to a NaN)
+                hidden = causal_mask(torch.arange(i0, i0 + q_i.shape[2], device=q.device), cols)
+                p_ij, ds_ij = p_ij.masked_fill(hidden, 0.0), ds_ij.masked_fill(hidden, 0.0)
+            dv[:, :, j0:j0 + block_k] += p_ij.transpose(-2, -1) @ do_i
+            dq[:, :, i0:i0 + block_q] += (ds_ij @ k_j) * scale
+            dk[:, :, j0:j0 + block_k] += (ds_ij.transpose(-2, -1) @ q_i) * scale
     return dq.to(dtype), dk.to(dtype), dv.to(dtype)
 
 
@@ -59,7 +95,7 @@ def flash_attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
                              o: torch.Tensor, lse: torch.Tensor, causal: bool = False,
                              scale: float | None = None, block_q: int = 64, block_k: int = 64
                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """FlashAttention-2 backward: D = rowsum(dO ∘ O), then per K/V tile P = exp(S − lse), dV, dP, dS, dQ, dK.
+    """FlashAttention-2 backward, the fast variant of ``flash_attention_backward_reference``: (dq, dk, dv).
 
     Loop order: K/V tiles outer (dK_j and dV_j accumulate in place, as in one GPU program),
     query tiles inner (dQ_i accumulates across key tiles, the FlashAttention-2 atomic add).

@@ -221,3 +221,31 @@ def test_bad_block_sizes(blocks):
         attention.flash_attention_forward(q, k, v, block_q=blocks[0], block_k=blocks[1])
     with pytest.raises(ValueError, match="block_"):
         attention.tiled_attention(q, k, v, block_q=blocks[0], block_k=blocks[1])
+
+
+# ------------------------------------------------- the readable reference and the fast variant
+
+SHAPES = [  # (N_q, N_kv, causal, block_q, block_k): one tile, ragged tiles, cross-attention, N = 1
+    (16, 16, False, 4, 4), (13, 13, True, 4, 3), (5, 19, False, 4, 8), (1, 1, False, 64, 64),
+    (40, 40, True, 16, 8), (33, 7, False, 8, 16),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16])
+@pytest.mark.parametrize("n_q, n_kv, causal, block_q, block_k", SHAPES)
+def test_fast_forward_matches_the_readable_reference(n_q, n_kv, causal, block_q, block_k, dtype):
+    g = torch.Generator().manual_seed(n_q * 100 + n_kv)
+    q, k, v = (torch.randn(2, 3, n, 8, generator=g, dtype=torch.float64).to(dtype) for n in (n_q, n_kv, n_kv))
+    o_fast, lse_fast = attention.flash_attention_forward(q, k, v, causal, None, block_q, block_k)
+    o_ref, lse_ref = attention.flash_attention_forward_reference(q, k, v, causal, None, block_q, block_k)
+    assert (o_fast.dtype, lse_fast.dtype) == (o_ref.dtype, lse_ref.dtype)
+    assert_close(o_fast, o_ref, what="o")
+    assert_close(lse_fast, lse_ref, dtype=attention.compute_dtype(dtype), what="lse")
+    assert_close(o_ref.double(), attention.naive_attention(q.double(), k.double(), v.double(), causal),
+                 dtype=dtype, what="o against the definition")
+
+
+def test_the_one_causal_mask_uses_global_indices():
+    rows, cols = torch.arange(4, 7), torch.arange(5, 8)  # a tile away from the origin
+    assert attention.causal_mask(rows, cols).tolist() == [[True, True, True], [False, True, True],
+                                                           [False, False, True]]

@@ -242,3 +242,23 @@ def test_causal_needs_square():
                  lambda: attention_backward.flash_attention(q, k, v, True)):
         with pytest.raises(ValueError, match="N_q == N_kv"):
             call()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16])
+@pytest.mark.parametrize("n_q, n_kv, causal, block_q, block_k",
+                         [(16, 16, False, 4, 4), (13, 13, True, 4, 3), (5, 19, False, 4, 8),
+                          (1, 1, False, 64, 64), (40, 40, True, 16, 8), (33, 7, False, 8, 16)])
+def test_fast_backward_matches_the_readable_reference(n_q, n_kv, causal, block_q, block_k, dtype):
+    from labkit import attention_backward
+    g = torch.Generator().manual_seed(n_q * 100 + n_kv)
+    q, k, v = (torch.randn(2, 3, n, 8, generator=g, dtype=torch.float64).to(dtype) for n in (n_q, n_kv, n_kv))
+    do = torch.randn(q.shape, generator=g, dtype=torch.float64).to(dtype)
+    o, lse = attention.flash_attention_forward(q, k, v, causal, None, block_q, block_k)
+    fast = attention_backward.flash_attention_backward(do, q, k, v, o, lse, causal, None, block_q, block_k)
+    ref = attention_backward.flash_attention_backward_reference(do, q, k, v, o, lse, causal, None, block_q, block_k)
+    for what, a, b in zip(("dq", "dk", "dv"), fast, ref):
+        assert a.dtype == b.dtype == dtype
+        assert_close(a, b, what=what)
+    exact = attention_backward.recompute_attention_backward(*(x.double() for x in (do, q, k, v)), causal)
+    for what, b, e in zip(("dq", "dk", "dv"), ref, exact):
+        assert_close(b.double(), e, dtype=dtype, what=f"{what} against the lab's recompute backward")

@@ -35,7 +35,11 @@ EQUIVALENTS: dict[str, tuple[str, ...]] = {
     "back_substitution": _SOLVE + _TRIANGULAR,
     "gaussian_elimination": _SOLVE + _LU + _TRIANGULAR,
     "lu_factor": _SOLVE + _LU,
-    **{n: _SOLVE for n in ("gauss_seidel", "gauss_seidel_sweep", "sor_sweep")},
+    **{n: _SOLVE for n in ("gauss_seidel", "gauss_seidel_sweep", "sor_sweep", "red_black_sweep")},
+    "blocked_lu": _SOLVE + _LU + ("labkit.elimination.lu_factor", "labkit.elimination.lu_factor_loops",
+                                  "labkit.elimination.lu_factor_rows", "labkit.elimination.lu_factor_rank1"),
+    "elimination_flops": ("labkit.elimination.count_elimination_flops", "labkit.elimination.lu_flops"),
+    "softmax_jacobian": ("torch.autograd.functional.jacobian", "torch.func.jacrev", "torch.func.jacfwd"),
 }
 CONVENTIONS = {"np": "numpy", "F": "torch.nn.functional", "sp": "scipy", "la": "scipy.linalg"}
 

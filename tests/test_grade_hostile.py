@@ -225,3 +225,15 @@ def test_shards_split_the_sorted_list_and_merge_joins_them(tmp_path, capsys):
     assert batch.cli_merge([str(tmp_path / f"{i}.csv") for i in (2, 0, 1)] + ["--out", str(tmp_path / "all.csv")]) == 0
     rows = list(csv.reader(open(tmp_path / "all.csv")))
     assert rows[0] == batch.HEADER and [r[0] for r in rows[1:]] == [p.as_posix() for p in paths]
+
+
+@pytest.mark.parametrize("name, cell", [
+    ("blocked_lu", "import scipy.linalg\ndef blocked_lu(A, block):\n    return scipy.linalg.lu_factor(A)"),
+    ("blocked_lu", "from labkit import elimination\ndef blocked_lu(A, block):\n    return elimination.lu_factor(A, block)"),
+    ("elimination_flops", "from labkit.elimination import count_elimination_flops\n"
+                          "def elimination_flops(n):\n    return count_elimination_flops(n)"),
+    ("softmax_jacobian", "import torch\ndef softmax_jacobian(p):\n"
+                         "    return torch.autograd.functional.jacobian(torch.softmax, p)"),
+])
+def test_the_new_exercises_report_the_function_they_reimplement(name, cell):
+    assert reuse.reused(name, name, cell, [cell]) is not None

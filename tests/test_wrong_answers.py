@@ -13,8 +13,9 @@ from wrong_answers_attention import WRONG as ATTENTION
 from wrong_answers_linsys import WRONG as LINSYS
 from wrong_answers_softmax import WRONG as SOFTMAX
 from wrong_answers_new import WRONG as NEW
+from wrong_answers_structure import WRONG as STRUCTURE
 
-WRONG = SOFTMAX + ATTENTION + LINSYS + NEW
+WRONG = SOFTMAX + ATTENTION + LINSYS + NEW + STRUCTURE
 
 
 def verdict(wrong) -> str:

@@ -15,7 +15,8 @@ from hints import assert_rejected_with_hint
 
 
 # ---------------------------------------------------------------- blocked LU
-def blocked(A, block, *, left=True, right=True, u12=True, schur=True, unit=True, search_panel_rows=False):
+def blocked(A, block, *, left=True, right=True, u12=True, schur=True, unit=True, search_panel_rows=False,
+            plus=False, schur_first=False, rank1_whole_rows=False, piv_offset=False):
     """A student's blocked LU; keyword switches plant one mistake each."""
     lu = np.array(A, dtype=float)
     n = lu.shape[0]
@@ -25,16 +26,19 @@ def blocked(A, block, *, left=True, right=True, u12=True, schur=True, unit=True,
         for j in range(k, e):
             last = e if search_panel_rows else n
             p = j + int(np.argmax(np.abs(lu[j:last, j])))
-            piv[j] = p
+            piv[j] = p - j if piv_offset else p
             cols = np.r_[0:k] if left else np.r_[0:0]
             cols = np.r_[cols, k:e] if not right else np.r_[cols, k:n]
             lu[np.ix_([j, p], cols)] = lu[np.ix_([p, j], cols)]
             lu[j + 1:, j] /= lu[j, j]
-            lu[j + 1:, j + 1:e] -= np.outer(lu[j + 1:, j], lu[j, j + 1:e])
+            last_col = n if rank1_whole_rows else e
+            lu[j + 1:, j + 1:last_col] -= np.outer(lu[j + 1:, j], lu[j, j + 1:last_col])
+        if schur_first:
+            lu[e:, e:] -= lu[e:, k:e] @ lu[k:e, e:]
         if u12:
             lu[k:e, e:] = scipy.linalg.solve_triangular(lu[k:e, k:e], lu[k:e, e:], lower=True, unit_diagonal=unit)
-        if schur:
-            lu[e:, e:] -= lu[e:, k:e] @ lu[k:e, e:]
+        if schur and not schur_first:
+            lu[e:, e:] = lu[e:, e:] + lu[e:, k:e] @ lu[k:e, e:] if plus else lu[e:, e:] - lu[e:, k:e] @ lu[k:e, e:]
     return lu, piv
 
 
@@ -94,10 +98,15 @@ WRONG_LU = [
     (blocked_fixed_panels, "min(k + block, n)"),
     (blocked_returns_lu_only, "the pair (lu, piv)"),
     (blocked_no_pivoting, "pivot"),
+    (lambda A, block: blocked(A, block, search_panel_rows=True), "down to the bottom"),
+    (lambda A, block: blocked(A, block, plus=True), "sign of the trailing update"),
+    (lambda A, block: blocked(A, block, schur_first=True), "not L_21 A_12"),
+    (lambda A, block: blocked(A, block, rank1_whole_rows=True), "subtracted twice"),
+    (lambda A, block: blocked(A, block, piv_offset=True), "absolute row index"),
 ]
 
 
-@pytest.mark.parametrize("wrong, hint", WRONG_LU, ids=[w[0].__name__ for w in WRONG_LU])
+@pytest.mark.parametrize("wrong, hint", WRONG_LU, ids=[f"lu{i}" for i in range(len(WRONG_LU))])
 def test_blocked_lu_wrong_answer_rejected_with_its_hint(wrong, hint):
     assert_rejected_with_hint(check.blocked_lu, wrong, hint)
 

@@ -2,7 +2,8 @@
 
 ``check.blocked_lu(fn)`` judges ``fn(A, block) -> (lu, piv)`` against ``elimination.lu_factor(A,
 block)``; probes name the step of a panel that went wrong (swaps not applied left or right of the
-panel, U_12 not solved for, the trailing update missing, a panel factored without pivoting).
+panel, U_12 not solved for, the trailing update missing, added, done twice or before U_12, a panel
+factored without pivoting or searching only its own rows, piv holding offsets).
 ``check.red_black_sweep(fn)`` judges ``fn(u, f, omega) -> new padded grid`` against
 ``poisson.red_black_sweep`` on a copy; probes name the ordering mistakes (black first, both colours
 from old values, the natural order, stripes) and the relaxation ones. Introduced in notebooks 08, 09.
@@ -94,6 +95,52 @@ def _blocked_probe(**switched_off):
     return violated
 
 
+# Small matrices that need no row swap (the largest |a_ij| of each column is on the diagonal), so
+# each probe below looks at one number of the factor: piv, or one entry of the trailing block.
+_NO_SWAP_2 = np.array([[4.0, 1.0], [2.0, 3.0]])  # block 1: lu[1, 1] = a_11 - l_10 u_01
+_NO_SWAP_3 = np.array([[4.0, 1.0, 2.0], [1.0, 5.0, 1.0], [2.0, 1.0, 6.0]])  # block 2: U_12 != A_12
+# Column 0's largest |a_i0| (9) is below the first panel (rows 0..1); within the panel it is row 1.
+_PIVOT_BELOW = np.array([[1.0, 0.2, 0.1, 0.3], [3.0, 5.0, 0.2, 0.1], [0.5, 0.3, 6.0, 0.2],
+                         [9.0, 0.1, 0.4, 7.0]])
+
+
+def _piv_relative(outcome, probe):
+    """piv[j] < j: an offset within column j, not the row swapped with row j."""
+    piv = np.asarray(_lu_pair(outcome.value)[1])
+    low = [j for j in range(len(piv)) if piv[j] < j]
+    return bool(low) and f"on a matrix needing no swap piv = {piv.tolist()}: piv[{low[0]}] = " \
+        f"{int(piv[low[0]])} < {low[0]}"
+
+
+def _schur_entry(times: float):
+    """violated(): on _NO_SWAP_2, block 1, lu[1, 1] = a_11 - times * l_10 u_01 (times != 1)."""
+    def violated(outcome, probe):
+        (A, _), lu = probe.args, np.asarray(_lu_pair(outcome.value)[0], dtype=np.float64)
+        product = A[1, 0] * A[0, 1] / A[0, 0]
+        term = ("+ " if times < 0 else "- ") + ("" if abs(times) == 1 else f"{abs(times):g} ") + "l_10 u_01"
+        return np.isclose(lu[1, 1], A[1, 1] - times * product, rtol=1e-12) and \
+            f"lu[1, 1] = {lu[1, 1]:g} = a_11 {term}, expected a_11 - l_10 u_01 = {A[1, 1] - product:g}"
+    return violated
+
+
+def _schur_with_a12(outcome, probe):
+    """On _NO_SWAP_3, block 2: lu[2, 2] = a_22 - L_21 A_12 (A_12 before the solve) instead of L_21 U_12."""
+    A = probe.args[0]
+    lu = np.asarray(_lu_pair(outcome.value)[0], dtype=np.float64)
+    ref = elimination.lu_factor(*probe.args)[0]
+    bad = A[2, 2] - lu[2, :2] @ A[:2, 2]
+    return np.isclose(lu[2, 2], bad, rtol=1e-12) and not np.isclose(lu[2, 2], ref[2, 2], rtol=1e-12) and \
+        f"lu[2, 2] = {lu[2, 2]:.6g} = a_22 - L_21 A_12, expected a_22 - L_21 U_12 = {ref[2, 2]:.6g}"
+
+
+def _pivot_in_panel(outcome, probe):
+    """piv[0] is the largest |a_i0| among the panel's rows, while the column's largest lies below them."""
+    (A, block), piv = probe.args, np.asarray(_lu_pair(outcome.value)[1])
+    in_panel, whole = int(np.argmax(np.abs(A[:block, 0]))), int(np.argmax(np.abs(A[:, 0])))
+    return int(piv[0]) == in_panel != whole and \
+        f"piv[0] = {in_panel}, the largest |a_i0| among rows 0..{block - 1}; the column's largest is row {whole}"
+
+
 @checker
 def blocked_lu() -> Checker:
     """``fn(A, block) -> (lu, piv)``: LU with partial pivoting panel by panel (notebook 08, exercise 8.5).
@@ -104,6 +151,7 @@ def blocked_lu() -> Checker:
     swaps found in a panel are applied to the whole rows: the earlier panels' multipliers (left) and
     the columns not factored yet (right)
     U_12 = L_11^{-1} A_12 and A_22 -= L_21 U_12 after each panel
+    the pivot of column j is the largest |a_ij| over all rows i >= j, down to the bottom (not the panel's rows)
     lu is float64, also for an integer A; A is not modified
     """
     panel = ("factor each panel of `block` columns with partial pivoting, apply its row swaps to the whole "
@@ -126,6 +174,9 @@ def blocked_lu() -> Checker:
         Probe("returned pair", late, {}, "return the pair (lu, piv), as lu_factor does",
               lambda o, p: "" if isinstance(o.value, (tuple, list)) and len(o.value) == 2
               else f"returned {type(o.value).__name__}"),
+        Probe("piv holds row indices", (_NO_SWAP_3, 1), {},
+              "piv[j] is the absolute row index swapped with row j (j + the argmax offset within the "
+              "column, so piv[j] >= j), as lu_factor returns it, not the offset", _piv_relative),
         Probe("swaps at later panels", late, {},
               "a row swap found in a later panel must also move the multipliers already stored left "
               "of the panel (columns 0..k-1), or L no longer matches P A = L U",
@@ -149,6 +200,19 @@ def blocked_lu() -> Checker:
               "no pivoting inside the panel: at column j swap in the row (j or below, whole panel height) "
               "with the largest |a_ij|",
               _blocked_probe(pivot=False)),
+        Probe("sign of the trailing update", (_NO_SWAP_2, 1), {},
+              "sign of the trailing update: subtract, A_22 -= L_21 @ U_12 (it was added)", _schur_entry(-1.0)),
+        Probe("trailing update once", (_NO_SWAP_2, 1), {},
+              "L_21 U_12 was subtracted twice: the rank-1 steps inside the panel update only the panel's "
+              "columns (lu[j+1:, j+1:e]); the trailing update A_22 -= L_21 @ U_12 does the rest, once",
+              _schur_entry(2.0)),
+        Probe("trailing update after U_12", (_NO_SWAP_3, 2), {},
+              "order: the trailing update comes after the solve, A_22 -= L_21 @ U_12 with the solved U_12, "
+              "not L_21 A_12 (the block before the solve)", _schur_with_a12),
+        Probe("pivot search down to the bottom", (_PIVOT_BELOW, 2), {},
+              "the pivot at column j is the largest |a_ij| over all rows i >= j down to the bottom of the "
+              "matrix (the whole column below the diagonal), not only among the panel's `block` rows",
+              _pivot_in_panel),
     ]
     return Checker("blocked_lu", cases, elimination.lu_factor, probes, compare=_compare_lu,
                    prepare=quiet, dtype_hint=NUMPY_DTYPE_HINT)

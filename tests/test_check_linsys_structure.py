@@ -125,7 +125,7 @@ def test_panel_search_limited_to_the_diagonal_block_is_rejected():
 
 # ---------------------------------------------------------------- red-black sweep
 def rb(u, f, omega=1.0, *, order=("red", "black"), jacobi=False, stripes=False, keep_old=True,
-       copy=True, interior=False):
+       copy=True, interior=False, east_twice=False, blend_swapped=False, minus_f=False):
     """A student's red-black sweep; keyword switches plant one mistake each."""
     u = np.array(u, dtype=float) if copy else u
     m = f.shape[0]
@@ -135,10 +135,14 @@ def rb(u, f, omega=1.0, *, order=("red", "black"), jacobi=False, stripes=False, 
     for name in order:
         mask = colour if name == "red" else ~colour
         src = frozen if jacobi else u
-        nb = src[:-2, 1:-1] + src[2:, 1:-1] + src[1:-1, :-2] + src[1:-1, 2:]
-        new = (f + nb) / 4
+        west = src[1:-1, 2:] if east_twice else src[1:-1, :-2]
+        nb = src[:-2, 1:-1] + src[2:, 1:-1] + west + src[1:-1, 2:]
+        new = ((nb - f) if minus_f else (f + nb)) / 4
         inner = u[1:-1, 1:-1]
-        inner[mask] = ((1 - omega) * inner[mask] if keep_old else 0) + omega * new[mask]
+        if blend_swapped:
+            inner[mask] += (1 - omega) * (new[mask] - inner[mask])
+        else:
+            inner[mask] = ((1 - omega) * inner[mask] if keep_old else 0) + omega * new[mask]
     return u[1:-1, 1:-1].copy() if interior else u
 
 
@@ -175,6 +179,9 @@ WRONG_RB = [
     (rb_loop_natural, "natural (row by row) order"),
     (rb_ignores_omega, "omega was ignored"),
     (rb_zero_boundary, "boundary"),
+    (lambda u, f, omega=1.0: rb(u, f, omega, east_twice=True), "west neighbour u[i, j-1]"),
+    (lambda u, f, omega=1.0: rb(u, f, omega, blend_swapped=True), "weights of the SOR blend"),
+    (lambda u, f, omega=1.0: rb(u, f, omega, minus_f=True), "sign of f"),
 ]
 
 

@@ -6,7 +6,8 @@ panel, U_12 not solved for, the trailing update missing, added, done twice or be
 factored without pivoting or searching only its own rows, piv holding offsets).
 ``check.red_black_sweep(fn)`` judges ``fn(u, f, omega) -> new padded grid`` against
 ``poisson.red_black_sweep`` on a copy; probes name the ordering mistakes (black first, both colours
-from old values, the natural order, stripes) and the relaxation ones. Introduced in notebooks 08, 09.
+from old values, the natural order, stripes), the stencil (a one-hot u shows which neighbours a
+point reads), the sign of f and the relaxation weights. Introduced in notebooks 08, 09.
 """
 from __future__ import annotations
 
@@ -304,6 +305,42 @@ def _boundary_changed(outcome, probe):
     return not np.array_equal(got[edge], u[edge]) and "the boundary values changed"
 
 
+def _f_sign(outcome, probe):
+    """u = 0, f > 0, omega = 1: the points must rise (f_ij / 4 > 0 at the first point)."""
+    got, f = np.asarray(outcome.value, dtype=np.float64), probe.args[1]
+    return got[1, 1] * f[0, 0] < 0 and f"with u = 0 and f = {f[0, 0]:g} the point became {got[1, 1]:g}"
+
+
+# u = 1 at one black point only (interior (1, 2)), f = 0: after the sweep its four red neighbours hold
+# omega / 4 (each read it once), every other red point 0 (the black half-sweep writes black points only).
+_ONE_HOT = np.zeros((6, 6))
+_ONE_HOT[2, 3] = 1.0
+_READERS = {(-1, 0): "the point north of it did not read its south neighbour u[i+1, j]",
+            (1, 0): "the point south of it did not read its north neighbour u[i-1, j]",
+            (0, -1): "the point west of it did not read its east neighbour u[i, j+1]",
+            (0, 1): "the point east of it did not read its west neighbour u[i, j-1]"}
+
+
+def _stencil(outcome, probe):
+    got, u = np.asarray(outcome.value, dtype=np.float64), probe.args[0]
+    (b,) = np.argwhere(u == 1.0)
+    missing = [text for (di, dj), text in _READERS.items() if got[b[0] + di, b[1] + dj] == 0.0]
+    red = np.zeros(u.shape, bool)
+    red[1:-1, 1:-1] = poisson.red_black_masks(len(u) - 2)[0]
+    for d in _READERS:
+        red[b[0] + d[0], b[1] + d[1]] = False
+    extra = np.argwhere(red & (got != 0.0))
+    seen = missing + [f"red point u[{i}, {j}], not next to it, read it" for i, j in extra[:2]]
+    return bool(seen) and f"with u = 1 at u[{b[0]}, {b[1]}] only: " + "; ".join(seen)
+
+
+def _old_value_weight(outcome, probe):
+    """m = 1, u_11 = 1, f = 0, zero boundary: the point becomes (1 - omega), the old value's weight."""
+    got, w = np.asarray(outcome.value, dtype=np.float64), probe.args[2]
+    return not np.isclose(got[1, 1], 1.0 - w, rtol=1e-12) and \
+        f"u_ij = 1 with no neighbour and no f became {got[1, 1]:g} with omega = {w:g}, expected 1 - omega = {1 - w:g}"
+
+
 @checker
 def red_black_sweep() -> Checker:
     """``fn(u, f, omega) -> new u``: one red-black SOR sweep on the padded grid (notebook 09, exercise 9.4).
@@ -346,10 +383,19 @@ def red_black_sweep() -> Checker:
         Probe("colouring", g, {},
               "the colouring is a chess board ((i + j) even is red), not alternate rows: only then are a "
               "point's four neighbours all of the other colour", _grid_probe("stripes")),
+        Probe("sign of f", one, {},
+              "sign of f: add it, u_ij <- (1 - omega) u_ij + omega (f_ij + sum of the 4 neighbours) / 4, where f "
+              "is the right-hand side of -laplace(u) = f already times h^2", _f_sign),
         Probe("omega", gw, {}, "omega was ignored: relax, u_ij <- (1 - omega) u_ij + omega * (GS value)",
               _grid_probe("omega_ignored")),
         Probe("relaxation", gw, {}, "the (1 - omega) u_ij term is missing: u_ij <- (1 - omega) u_ij + "
               "omega * (GS value)", _grid_probe("no_one_minus_omega")),
+        Probe("stencil", (_ONE_HOT, np.zeros((4, 4)), 1.5), {},
+              "the stencil reads the wrong neighbours: each point averages u[i-1, j], u[i+1, j], u[i, j-1] and "
+              "u[i, j+1] (north, south, west, east; never itself): check the four slices", _stencil),
+        Probe("weights of the blend", (np.pad([[1.0]], 1), np.zeros((1, 1)), 1.5), {},
+              "the weights of the SOR blend: the old value u_ij keeps weight (1 - omega) and the Gauss-Seidel "
+              "value gets weight omega (not the other way round)", _old_value_weight),
     ]
     return Checker("red_black_sweep", cases, red_black_reference, probes, compare=compare_outputs,
                    prepare=quiet, dtype_hint=NUMPY_DTYPE_HINT)

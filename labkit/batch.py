@@ -50,7 +50,7 @@ def _grade_one(path: str, shown: str, solutions: str, limits, hidden: tuple, mod
 
 
 def _parser() -> argparse.ArgumentParser:
-    from labkit.grade import COURSE_NOTEBOOKS
+    from labkit import course
     p = argparse.ArgumentParser(prog="python -m labkit grade", description=_GRADE_HELP,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("path", metavar="PATH", help="a notebook, or a folder searched recursively for *.ipynb")
@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", metavar="I/N", help="grade only the I-th of N slices of the sorted submissions")
     p.add_argument("--csv", metavar="FILE", help="write FILE (columns notebook,exercise,status,detail) row by "
                    "row as results arrive: a row per exercise, then per notebook 'score' k/n (or 'error')")
-    p.add_argument("--solutions", metavar="DIR", default=str(COURSE_NOTEBOOKS),
+    p.add_argument("--solutions", metavar="DIR", default=str(course.solved_notebooks()),
                    help="folder of the solved notebooks (default: the course's notebooks/)")
     p.add_argument("--unsandboxed", action="store_true",
                    help="run without bubblewrap where it is unavailable (the submissions are then trusted)")

@@ -29,7 +29,6 @@ _CHECK_CALL = re.compile(r"\bcheck\.(\w+)\s*\(")
 _COMPILE_ERRORS = {"SyntaxError", "IndentationError", "TabError"}  # the cell never ran
 _CHECK_FAILURES = {"AssertionError", "CheckFailed"}  # a checker's verdict (CheckFailed: labkit.check's short form)
 
-COURSE_NOTEBOOKS = course.solved_notebooks()  # the solved originals (package data)
 
 @dataclass
 class ExerciseResult:
@@ -230,13 +229,14 @@ def with_canonical_checks(nb: NotebookNode, solved: NotebookNode) -> NotebookNod
 
 
 def grade_notebook(path: str | Path, timeout: int = 120,
-                   solutions: str | Path | None = COURSE_NOTEBOOKS) -> list[ExerciseResult]:
+                   solutions: str | Path | None = None) -> list[ExerciseResult]:
     """Execute the notebook at ``path`` (in memory; the file is never written) and judge its checks.
 
     With the solved notebook of the same name in ``solutions``, its check cells are the ones
-    that run (at the end), and its exercise list is the one graded.
+    that run (at the end), and its exercise list is the one graded. By default, the course's own.
     """
     path = Path(path)
+    solutions = course.solved_notebooks() if solutions is None else solutions
     nb = nbformat.read(path, as_version=4)
     number = notebook_number(path)
     solved_path = Path(solutions) / path.name if solutions is not None else None

@@ -10,7 +10,8 @@ import torch
 
 import labkit  # noqa: F401  (turns on the Triton interpreter without CUDA)
 from labkit import check, device
-from labkit.check.core import Case, Checker, CheckFailed, Probe, assert_close
+from labkit.check.core import Case, Checker, CheckFailed, Probe
+from labkit.check.tolerance import assert_close
 
 # ------------------------------------------------------------------ assert_close
 

@@ -4,10 +4,8 @@ Each prints one fixed pass line, reports a blank exercise as "not implemented ye
 raises CheckFailed (an AssertionError shown short: the case, its inputs, what went wrong and a
 hint that names the mistake). ``CHECKERS`` maps each exercise to the builder of its Checker.
 """
-from labkit.check.core import (  # noqa: F401
-    CHECKERS, LOWP_FACTOR, NOT_IMPLEMENTED, PASS, TOLERANCES, Case, Checker, CheckFailed, Probe, Tol,
-    assert_close, tolerance,
-)
+from labkit.check.core import CHECKERS, NOT_IMPLEMENTED, PASS, Case, Checker, CheckFailed, Probe  # noqa: F401
+from labkit.check.tolerance import LOWP_FACTOR, TOLERANCES, Tol, assert_close, tolerance  # noqa: F401
 from labkit.check.softmax import logsumexp, naive_softmax, normalize, overflow_threshold, safe_softmax  # noqa: F401
 from labkit.check.softmax_online import merge_states, merge_states_many, online_softmax  # noqa: F401
 from labkit.check.softmax_triton import online_softmax_triton, softmax_triton  # noqa: F401

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 
 from labkit.check.attention import qkv, rising
-from labkit.check.core import Case, Checker, DtypeMismatch, Probe, assert_close, checker, describe
+from labkit.check.core import Case, Checker, DtypeMismatch, Probe, checker, describe
+from labkit.check.tolerance import assert_close
 
 # ------------------------------------------------------------------------------- inputs
 

@@ -14,7 +14,8 @@ import torch
 
 from labkit.check.attention import qkv
 from labkit.check.attention_backward import probe_args, backward_args, compare_grads, p_probes, reference
-from labkit.check.core import Case, Checker, Probe, agrees, assert_close, checker, on_course_device
+from labkit.check.core import Case, Checker, Probe, agrees, checker, on_course_device
+from labkit.check.tolerance import assert_close
 
 
 def _triton_args(B, H, n_q, n_kv, D, *, seed, causal=False, scale=None, dtype=torch.float32):

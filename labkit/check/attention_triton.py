@@ -17,8 +17,8 @@ from labkit.check.attention import (ROWS, causal_probes, close, nonfinite, not_q
                                     scale_ratio, scale_wrong, shown, spread, attends, causal_pattern,
                                     first_difference, one_hot_values, qkv, rising, tiers, weights, weights_probe)
 from labkit.check.attention_tiles import factor_rule, lse_rule, tile_pattern
-from labkit.check.core import (Case, Checker, DtypeMismatch, Probe, assert_close, checker, clone, describe,
-                               on_course_device)
+from labkit.check.core import Case, Checker, DtypeMismatch, Probe, checker, clone, describe, on_course_device
+from labkit.check.tolerance import assert_close
 
 LOG2E = 1.4426950408889634
 SCAFFOLD_BLOCKS = (32, 16)  # the wrapper's (BLOCK_M, BLOCK_N)

@@ -13,9 +13,8 @@ import warnings
 import numpy as np
 
 from labkit import elimination
-from labkit.check.core import (
-    NUMPY_DTYPE_HINT, Case, Checker, DtypeMismatch, Outcome, Probe, assert_close, checker,
-)
+from labkit.check.core import NUMPY_DTYPE_HINT, Case, Checker, DtypeMismatch, Outcome, Probe, checker
+from labkit.check.tolerance import assert_close
 
 
 def _rng(seed: int) -> np.random.Generator:

@@ -17,9 +17,9 @@ import scipy.sparse as sp
 
 from labkit import iterative, systems
 from labkit.check.core import (
-    NUMPY_DTYPE_HINT, RECORD, Case, Checker, DtypeMismatch, Outcome, Probe, Verdict, assert_close,
-    checker,
+    NUMPY_DTYPE_HINT, RECORD, Case, Checker, DtypeMismatch, Outcome, Probe, Verdict, checker,
 )
+from labkit.check.tolerance import assert_close
 from labkit.check.linsys import differs_from, equals_formula, near, quiet, show
 
 

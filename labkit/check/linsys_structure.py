@@ -15,9 +15,8 @@ import numpy as np
 import scipy.linalg
 
 from labkit import elimination, poisson
-from labkit.check.core import (
-    NUMPY_DTYPE_HINT, Case, Checker, DtypeMismatch, Probe, assert_close, checker, compare_outputs,
-)
+from labkit.check.core import NUMPY_DTYPE_HINT, Case, Checker, DtypeMismatch, Probe, checker, compare_outputs
+from labkit.check.tolerance import assert_close
 from labkit.check.linsys import quiet
 
 

@@ -6,7 +6,8 @@ import math
 import torch
 
 from labkit import softmax as ref
-from labkit.check.core import Case, Checker, Probe, assert_close, checker
+from labkit.check.core import Case, Checker, Probe, checker
+from labkit.check.tolerance import assert_close
 
 # ---------------------------------------------------------------------------- inputs
 

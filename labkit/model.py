@@ -2,7 +2,7 @@
 
 An attention core is a callable ``attention(q, k, v, causal) -> o`` on (B, H, N, D) tensors:
 ``sdpa`` (torch's scaled_dot_product_attention), ``labkit.attention_backward.flash_attention`` or
-``labkit.kernels.flash_attention``. ``train`` fits a model to next-token prediction on
+``labkit.kernels.flash_attention_triton``. ``train`` fits a model to next-token prediction on
 synthetic sequences generated here (no downloads) with AdamW and fixed seeds, so two runs
 that differ only in the attention core see the same weights and batches. Introduced in
 notebook 07.

@@ -282,7 +282,7 @@ triton_only = pytest.mark.skipif(not device.HAS_TRITON, reason=device.TRITON_MIS
 @triton_only
 def test_flash_triton_checker_passes_labkit_kernel_and_a_correct_student_kernel(capsys):
     from labkit import kernels
-    check.flash_attention_forward_triton(kernels.flash_attention_forward)
+    check.flash_attention_forward_triton(kernels.flash_attention_forward_triton)
     check.flash_attention_forward_triton(student_flash_triton())
     check.flash_attention_forward_triton(student_flash_triton(block_m=64, block_n=64))
     assert capsys.readouterr().out.strip().splitlines() == \

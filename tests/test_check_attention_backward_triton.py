@@ -171,7 +171,7 @@ BUGS = [  # a mistake in the dK/dV loop, and words the hint must use
 @triton_only
 def test_checker_passes_labkit_and_the_scaffold(capsys):
     from labkit import kernels
-    check.flash_attention_backward_triton(kernels.flash_attention_backward)
+    check.flash_attention_backward_triton(kernels.flash_attention_backward_triton)
     check.flash_attention_backward_triton(scaffold())
     check.flash_attention_backward_triton(scaffold(block_m=16, block_n=32))
     assert capsys.readouterr().out.strip().splitlines() == \
@@ -200,7 +200,7 @@ def test_a_changed_dq_kernel_is_not_blamed_on_the_loop():
 @pytest.mark.parametrize("fn", ["labkit", "scaffold"])
 def test_no_probe_fires_on_a_right_answer(fn):
     from labkit import kernels
-    run = on_course_device(kernels.flash_attention_backward if fn == "labkit" else scaffold())
+    run = on_course_device(kernels.flash_attention_backward_triton if fn == "labkit" else scaffold())
     built = checker.build()
     fired = [(p.label, p.violated(evaluate(run, p.args, p.kwargs), p)) for p in built.probes]
     assert not [f for f in fired if f[1]], fired
@@ -218,5 +218,5 @@ def test_wrong_dtype_is_reported():
     from labkit import kernels
 
     def fp32_out(do, q, k, v, o, lse, causal=False, scale=None):
-        return tuple(g.float() for g in kernels.flash_attention_backward(do, q, k, v, o, lse, causal, scale))
+        return tuple(g.float() for g in kernels.flash_attention_backward_triton(do, q, k, v, o, lse, causal, scale))
     assert_rejected_with_hint(check.flash_attention_backward_triton, fp32_out, "dtype")

@@ -252,7 +252,7 @@ def triton_bad(q, k, broken, causal, scale):
 def test_triton_flash_attention_forward(inp, causal, scale):
     q, k, v, broken, values = inp
     bad = triton_bad(q, k, broken, causal, scale)
-    out = outcome(lambda: kernels.flash_attention_forward(q, k, v, causal, scale), bad, q, k, v)
+    out = outcome(lambda: kernels.flash_attention_forward_triton(q, k, v, causal, scale), bad, q, k, v)
     if out is not None:
         check_output(out[0], q, k, v, causal, scale, values)
 
@@ -262,12 +262,12 @@ def test_triton_flash_attention_forward(inp, causal, scale):
 def test_triton_flash_attention_autograd(inp, causal):
     q, k, v, _, values = inp
     if causal and q.shape[2] != k.shape[2]:
-        outcome(lambda: kernels.flash_attention(q, k, v, causal), ("causal",))
+        outcome(lambda: kernels.flash_attention_triton(q, k, v, causal), ("causal",))
         return
     q, k, v = (x.detach().clone().requires_grad_() for x in (q, k, v))
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # the differentiable kernel must not warn
-        o = kernels.flash_attention(q, k, v, causal)
+        o = kernels.flash_attention_triton(q, k, v, causal)
         do = torch.randn(o.shape)
         o.backward(do)
     check_output(o.detach(), q, k, v, causal, None, values)
@@ -276,8 +276,8 @@ def test_triton_flash_attention_autograd(inp, causal):
 
 def test_triton_forward_warns_that_no_gradient_flows():
     q = torch.randn(1, 1, 4, 16, requires_grad=True)
-    with pytest.warns(UserWarning, match="no gradient flows.*kernels.flash_attention"):
-        o, _ = kernels.flash_attention_forward(q, q.detach(), q.detach())
+    with pytest.warns(UserWarning, match="no gradient flows.*kernels.flash_attention_triton"):
+        o, _ = kernels.flash_attention_forward_triton(q, q.detach(), q.detach())
     assert o.grad_fn is None
 
 
@@ -286,7 +286,7 @@ def test_triton_forward_warns_that_no_gradient_flows():
     ("scale", dict(scale=math.nan)), ("scale", dict(scale=True))])
 def test_validate_attention_inputs_rejects(bad, kw):
     q = torch.randn(1, 1, 3, 16)
-    for fn in (A.validate_attention_inputs, kernels.flash_attention_forward, kernels.flash_attention):
+    for fn in (A.validate_attention_inputs, kernels.flash_attention_forward_triton, kernels.flash_attention_triton):
         outcome(lambda: fn(q, q, q, **kw), bad, q)
 
 
@@ -297,14 +297,14 @@ def test_triton_flash_attention_backward(inp, causal, which):
     q, k, v, _, values = inp
     if causal and q.shape[2] != k.shape[2]:
         causal = False
-    o, lse = kernels.flash_attention_forward(q, k, v, causal)
+    o, lse = kernels.flash_attention_forward_triton(q, k, v, causal)
     do = torch.randn(q.shape).to(q.dtype)
     args = {"do": do, "o": o, "lse": lse}
     if which == "lse":
         args["lse"] = lse.double()  # the Triton backward wants the forward's float32 lse
     elif which:
         args[which] = args[which][..., :8]
-    out = outcome(lambda: kernels.flash_attention_backward(args["do"], q, k, v, args["o"], args["lse"],
+    out = outcome(lambda: kernels.flash_attention_backward_triton(args["do"], q, k, v, args["o"], args["lse"],
                                                            causal), which, q, k, v, do, o, lse)
     if out is not None:
         _, expected = reference(q, k, v, causal, None, do)
@@ -330,8 +330,8 @@ def test_nan_query_row_does_not_reach_masked_keys(name):
         o, lse = A.flash_attention_forward(q, k, v, True)
         grads = AB.flash_attention_backward(do, q, k, v, o, lse, True)
     else:
-        o, lse = kernels.flash_attention_forward(q, k, v, True)
-        grads = kernels.flash_attention_backward(do, q, k, v, o, lse, True)
+        o, lse = kernels.flash_attention_forward_triton(q, k, v, True)
+        grads = kernels.flash_attention_backward_triton(do, q, k, v, o, lse, True)
     _, expected = reference(q, k, v, True, None, do)
     assert bool(torch.isfinite(expected[1][0, 0, 1, 1:]).all())  # the oracle: finite there
     for g_, e, what in zip(grads, expected, ("dq", "dk", "dv")):

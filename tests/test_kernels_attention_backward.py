@@ -1,4 +1,4 @@
-"""labkit.kernels.flash_attention_backward and flash_attention (Triton; the interpreter on CPU) against float64 autograd."""
+"""labkit.kernels.flash_attention_backward_triton and flash_attention_triton (Triton; the interpreter on CPU) against float64 autograd."""
 
 import pytest
 import torch
@@ -6,7 +6,7 @@ import torch
 import labkit  # noqa: F401  (device switch first)
 from labkit import attention, device
 from labkit.check import assert_close
-from labkit.kernels import flash_attention, flash_attention_backward, flash_attention_forward
+from labkit.kernels import flash_attention_triton, flash_attention_backward_triton, flash_attention_forward_triton
 from labkit.kernels.flash_forward import DTYPES, HEAD_DIMS
 from attention_inputs import grads64, judge_grads, make_do, make_qkv, ref64
 
@@ -29,7 +29,7 @@ def saved(q, k, v, causal=False, scale=None):
 def test_backward(dtype, causal, n, D):
     q, k, v = make_qkv(1, 1, n, n, D, dtype, seed=n * D)
     do = make_do(q)
-    judge_grads(flash_attention_backward(do, q, k, v, *saved(q, k, v, causal), causal=causal),
+    judge_grads(flash_attention_backward_triton(do, q, k, v, *saved(q, k, v, causal), causal=causal),
                 do, q, k, v, causal)
 
 
@@ -38,7 +38,7 @@ def test_backward(dtype, causal, n, D):
 def test_backward_cross_attention(dtype, n_q, n_kv):
     q, k, v = make_qkv(2, 1, n_q, n_kv, 32, dtype, seed=n_q + n_kv)
     do = make_do(q)
-    judge_grads(flash_attention_backward(do, q, k, v, *saved(q, k, v)), do, q, k, v)
+    judge_grads(flash_attention_backward_triton(do, q, k, v, *saved(q, k, v)), do, q, k, v)
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -46,7 +46,7 @@ def test_backward_bfloat16(causal):
     # The interpreter does bf16 dots in fp32 (bf16 values are exact there); a GPU does them natively.
     q, k, v = make_qkv(1, 2, 100, 100, 32, torch.bfloat16, seed=16)
     do = make_do(q)
-    judge_grads(flash_attention_backward(do, q, k, v, *saved(q, k, v, causal), causal=causal),
+    judge_grads(flash_attention_backward_triton(do, q, k, v, *saved(q, k, v, causal), causal=causal),
                 do, q, k, v, causal)
 
 
@@ -55,7 +55,7 @@ def test_backward_long_ragged_sequence():
     q, k, v = make_qkv(1, 1, 300, 300, 16, torch.float32, seed=300)
     do = make_do(q)
     for causal in (False, True):
-        judge_grads(flash_attention_backward(do, q, k, v, *saved(q, k, v, causal), causal=causal),
+        judge_grads(flash_attention_backward_triton(do, q, k, v, *saved(q, k, v, causal), causal=causal),
                     do, q, k, v, causal)
 
 
@@ -63,17 +63,17 @@ def test_backward_scale_argument():
     q, k, v = make_qkv(1, 2, 40, 40, 16, torch.float32, seed=3)
     do = make_do(q)
     for causal in (False, True):
-        grads = flash_attention_backward(do, q, k, v, *saved(q, k, v, causal, 0.3), causal, 0.3)
+        grads = flash_attention_backward_triton(do, q, k, v, *saved(q, k, v, causal, 0.3), causal, 0.3)
         judge_grads(grads, do, q, k, v, causal, 0.3)
 
 
 def test_backward_uses_the_forward_outputs_and_is_deterministic():
     q, k, v = make_qkv(1, 2, 70, 70, 32, torch.float32, seed=4)
     do = make_do(q)
-    o, lse = flash_attention_forward(q, k, v, causal=True)
-    first = flash_attention_backward(do, q, k, v, o, lse, causal=True)
+    o, lse = flash_attention_forward_triton(q, k, v, causal=True)
+    first = flash_attention_backward_triton(do, q, k, v, o, lse, causal=True)
     judge_grads(first, do, q, k, v, True)
-    again = flash_attention_backward(do, q, k, v, o, lse, causal=True)
+    again = flash_attention_backward_triton(do, q, k, v, o, lse, causal=True)
     assert all(torch.equal(a, b) for a, b in zip(first, again))  # no atomics: bitwise repeatable
 
 
@@ -84,9 +84,9 @@ def test_backward_non_contiguous_inputs_and_broadcast_do():
     o = o.transpose(1, 2).contiguous().transpose(1, 2)  # o in the same (B, N, H, D) layout
     for do in (make_do(q).transpose(1, 2).contiguous().transpose(1, 2),
                torch.ones(1, dtype=q.dtype, device=q.device).expand(q.shape)):  # the gradient of o.sum(): stride 0
-        grads = flash_attention_backward(do, q, k, v, o, lse, causal=True)
+        grads = flash_attention_backward_triton(do, q, k, v, o, lse, causal=True)
         judge_grads(grads, do, q, k, v, True)
-        plain = flash_attention_backward(*(x.contiguous() for x in (do, q, k, v, o, lse)), causal=True)
+        plain = flash_attention_backward_triton(*(x.contiguous() for x in (do, q, k, v, o, lse)), causal=True)
         for g, p in zip(grads, plain):
             assert_close(g, p)
 
@@ -108,7 +108,7 @@ def test_backward_large_scores_do_not_overflow():
     do = make_do(q)
     o, lse = saved(q, k, v)
     assert (q @ k.transpose(-2, -1) / 4).max() > 88.8  # log(float32 max)
-    grads = flash_attention_backward(do, q, k, v, o, lse)
+    grads = flash_attention_backward_triton(do, q, k, v, o, lse)
     assert all(torch.isfinite(g).all() for g in grads)
     expected = grads64(do, q, k, v)
     for name, g, e, b in zip(("dq", "dk", "dv"), grads, expected, plain_lse_backward(do, q, k, v, o, lse)):
@@ -123,7 +123,7 @@ def test_backward_large_scores_do_not_overflow():
 def test_flash_attention_autograd_end_to_end(dtype, causal):
     q, k, v = (x.requires_grad_() for x in make_qkv(1, 2, 45, 45, 64, dtype, seed=9))
     w = make_do(q, seed=2)
-    o = flash_attention(q, k, v, causal=causal)
+    o = flash_attention_triton(q, k, v, causal=causal)
     assert_close(o, ref64(q.detach(), k.detach(), v.detach(), causal)[0],
                  baseline=attention.naive_attention(q, k, v, causal) if dtype != torch.float32 else None)
     (o * w).sum().backward()  # upstream gradient dO = w
@@ -147,7 +147,7 @@ def test_flash_attention_in_a_layer_with_head_views():
         loss.backward()
         return loss.detach(), xx.grad
 
-    loss, grad = loss_and_grad(flash_attention, torch.float32)
+    loss, grad = loss_and_grad(flash_attention_triton, torch.float32)
     loss64, grad64 = loss_and_grad(lambda *a, **kw: ref64(*a, **kw)[0], torch.float64)
     assert_close(loss, loss64, dtype=torch.float32, what="loss")
     assert_close(grad, grad64, what="dL/dx")
@@ -162,7 +162,7 @@ def test_flash_attention_saves_no_n_by_n_tensor():
         shapes.append(tuple(t.shape))
         return t
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        o = flash_attention(q, k, v, causal=True)
+        o = flash_attention_triton(q, k, v, causal=True)
     assert sorted(shapes) == sorted([(1, 2, n, D)] * 4 + [(1, 2, n)])  # q, k, v, o and lse
     assert all(s[-2:] != (n, n) for s in shapes)
     o.sum().backward()
@@ -172,7 +172,7 @@ def test_flash_attention_saves_no_n_by_n_tensor():
 def test_flash_attention_gradient_only_where_asked():
     q, k, v = make_qkv(1, 1, 20, 20, 16, seed=8)
     q.requires_grad_()
-    flash_attention(q, k, v).sum().backward()
+    flash_attention_triton(q, k, v).sum().backward()
     assert q.grad is not None and k.grad is None and v.grad is None
 
 
@@ -205,30 +205,30 @@ def bad_backward_inputs():
                          ids=[c[0] for c in bad_backward_inputs()])
 def test_backward_bad_inputs_raise_value_error(label, args, words):
     with pytest.raises(ValueError, match=words):
-        flash_attention_backward(*args)
+        flash_attention_backward_triton(*args)
 
 
 def test_backward_causal_needs_square_attention():
     do, q, k, v, o, lse = good_args()
     with pytest.raises(ValueError, match="N_q == N_kv"):
-        flash_attention_backward(do, q, k[:, :, :5], v[:, :, :5], o, lse, causal=True)
+        flash_attention_backward_triton(do, q, k[:, :, :5], v[:, :, :5], o, lse, causal=True)
 
 
 @pytest.mark.parametrize("D", [8, 48, 96, 256])
 def test_flash_attention_unsupported_head_dim(D):
     q, k, v = make_qkv(1, 1, 4, 4, D)
     with pytest.raises(ValueError, match="head dim D=%d.*16, 32, 64, 128" % D):
-        flash_attention(q, k, v)
+        flash_attention_triton(q, k, v)
     assert D not in HEAD_DIMS
 
 
 def test_flash_attention_unsupported_dtype():
     assert torch.float64 not in DTYPES
     with pytest.raises(ValueError, match="float64"):
-        flash_attention(*make_qkv(1, 1, 4, 4, 16, torch.float64))
+        flash_attention_triton(*make_qkv(1, 1, 4, 4, 16, torch.float64))
 
 
 def test_wrong_device_for_the_mode():
     do, q, k, v, o, lse = (x.to("meta") for x in good_args())
     with pytest.raises(ValueError, match="CPU tensors" if device.INTERPRET else "CUDA tensors"):
-        flash_attention_backward(do, q, k, v, o, lse)
+        flash_attention_backward_triton(do, q, k, v, o, lse)

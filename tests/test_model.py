@@ -5,7 +5,7 @@ from the same weights and see the same batches, so their losses differ only by f
 rounding, carried forward by the optimiser. Measured on CPU (dim 32, 2 heads, 1 layer,
 N = 32, 60 AdamW steps at lr 1e-2, losses 0.5-3 nats): max |Δloss| vs SDPA 2e-6 nats for
 autograd through naive_attention, 5e-7 for attention_backward.flash_attention, 2e-7 for
-kernels.flash_attention (20 steps on batches of 2: the interpreter needs about 0.3 s per step
+kernels.flash_attention_triton (20 steps on batches of 2: the interpreter needs about 0.3 s per step
 per sequence); at 300 steps with 2 layers, below 1e-5. The test asks for the table's float32
 tolerance, atol 1e-5 + rtol 1e-4 · loss (6e-5 to 3e-4 here), 30x or more above that drift and
 far below a real error: a core without the causal mask, or a backward without the D term,
@@ -32,7 +32,7 @@ CORES = {
     "sdpa": lambda: model.sdpa,
     "naive (autograd)": lambda: naive,
     "labkit flash (PyTorch)": lambda: attention_backward.flash_attention,
-    "labkit flash (Triton)": lambda: kernels.flash_attention,
+    "labkit flash (Triton)": lambda: kernels.flash_attention_triton,
 }
 
 

@@ -8,7 +8,7 @@ library (CUDA, fp16/bf16, layout (B, N, H, D), when installed), labkit's ``tiled
 and ``flash_attention_forward`` (PyTorch tiles) and the Triton kernel (on CPU: Triton's
 interpreter, at the smallest N only). A second table times forward + backward (o.backward(dO))
 through autograd for standard attention, SDPA, flash-attn, ``attention_backward.flash_attention`` and
-``kernels.flash_attention``, with TFLOP/s = 3.5 · 4 · B·H · N² · D / time: the backward's
+``kernels.flash_attention_triton``, with TFLOP/s = 3.5 · 4 · B·H · N² · D / time: the backward's
 10 · N² · D FLOPs per (b, h) counted as 2.5x the forward's, as FlashAttention-2's paper does.
 A fixed "target" group times labkit's PyTorch flash forward against SDPA on CPU at B·H = 8,
 N = 4096, D = 64, fp32, interleaved in one run.
@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from labkit import attention, attention_backward, device
 from labkit.bench import peak_memory, print_table, progress, time_fn
 from labkit.bench.softmax import int_list
-from labkit.kernels import flash_attention as triton_flash_attention
-from labkit.kernels import flash_attention_forward as triton_forward
+from labkit.kernels import flash_attention_triton as triton_flash_attention
+from labkit.kernels import flash_attention_forward_triton as triton_forward
 from labkit.kernels.flash_forward import block_sizes
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}

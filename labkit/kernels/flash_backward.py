@@ -25,9 +25,9 @@ from labkit import device
 from labkit.kernels import launch
 from labkit.attention import validate_attention_inputs
 from labkit.contracts import check_saved_tensors
-from labkit.kernels.flash_forward import DTYPES, HEAD_DIMS, flash_attention_forward
+from labkit.kernels.flash_forward import DTYPES, HEAD_DIMS, flash_attention_forward_triton
 
-__all__ = ["flash_attention_backward", "FlashAttention", "flash_attention", "backward_block_sizes"]
+__all__ = ["flash_attention_backward_triton", "FlashAttentionTriton", "flash_attention_triton", "backward_block_sizes"]
 
 if device.HAS_TRITON:
     import triton
@@ -262,7 +262,7 @@ def backward_block_sizes(head_dim: int, dtype: torch.dtype,
     return c1.block_m, c1.block_n, c2.block_m, c2.block_n, c1.num_warps, c1.num_stages
 
 
-def flash_attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+def flash_attention_backward_triton(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                              o: torch.Tensor, lse: torch.Tensor, causal: bool = False,
                              scale: float | None = None):
     """Triton FlashAttention-2 backward: (dq, dk, dv) for o = attention(q, k, v) and its gradient do.
@@ -304,7 +304,7 @@ def flash_attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
     return dq, dk, dv
 
 
-class FlashAttention(torch.autograd.Function):
+class FlashAttentionTriton(torch.autograd.Function):
     """o = attention(q, k, v) with the Triton forward and backward; saves only q, k, v, o and lse.
 
     Introduced in notebook 07.
@@ -312,7 +312,7 @@ class FlashAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, causal, scale):
-        o, lse = flash_attention_forward(q, k, v, causal, scale)
+        o, lse = flash_attention_forward_triton(q, k, v, causal, scale)
         ctx.save_for_backward(q, k, v, o, lse)  # O(N·D) memory: no N × N matrix is kept
         ctx.causal, ctx.scale = causal, scale
         return o
@@ -321,11 +321,11 @@ class FlashAttention(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, do):
         q, k, v, o, lse = ctx.saved_tensors
-        dq, dk, dv = flash_attention_backward(do, q, k, v, o, lse, ctx.causal, ctx.scale)
+        dq, dk, dv = flash_attention_backward_triton(do, q, k, v, o, lse, ctx.causal, ctx.scale)
         return dq, dk, dv, None, None
 
 
-def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
+def flash_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
                     scale: float | None = None) -> torch.Tensor:
     """softmax(s · q kᵀ, causal mask) v with Triton kernels both ways: differentiable with autograd.
 
@@ -333,4 +333,4 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: b
     """
     device.require_triton()
     scale = validate_attention_inputs(q, k, v, causal, scale, head_dims=HEAD_DIMS, dtypes=DTYPES)
-    return FlashAttention.apply(q, k, v, bool(causal), scale)
+    return FlashAttentionTriton.apply(q, k, v, bool(causal), scale)

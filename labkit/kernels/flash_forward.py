@@ -141,7 +141,7 @@ def block_sizes(head_dim: int, dtype: torch.dtype, causal: bool = False) -> tupl
     return c.block_m, c.block_n, c.num_warps, c.num_stages
 
 
-def flash_attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+def flash_attention_forward_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                             causal: bool = False, scale: float | None = None, *,
                             return_tiles: bool = False):
     """Triton FlashAttention forward: (o, lse) for q, k, v (B, H, N, D), as labkit.attention.flash_attention_forward.
@@ -150,9 +150,9 @@ def flash_attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     float32 (B, H, N_q). With ``return_tiles=True`` also returns an int32 (B, H, n_query_blocks)
     tensor counting the K/V tiles each program actually loaded, which sums per (b, h) to
     ``visited_tiles(N_q, N_kv, BLOCK_M, BLOCK_N, causal)``. Forward only: inputs that require
-    grad get a UserWarning (kernels.flash_attention is differentiable). Introduced in notebook 06.
+    grad get a UserWarning (kernels.flash_attention_triton is differentiable). Introduced in notebook 06.
     """
-    warn_no_grad("kernels.flash_attention_forward", "kernels.flash_attention", q=q, k=k, v=v)
+    warn_no_grad("kernels.flash_attention_forward_triton", "kernels.flash_attention_triton", q=q, k=k, v=v)
     device.require_triton()
     scale = validate_attention_inputs(q, k, v, causal, scale, head_dims=HEAD_DIMS, dtypes=DTYPES)
     if device.INTERPRET and q.device.type != "cpu":

@@ -79,3 +79,13 @@ def test_cli_rejects_bad_arguments(capsys):
             ga.main(argv)
         assert exit_info.value.code == 2
     assert "fp8" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not device.HAS_TRITON, reason=device.TRITON_MISSING)
+def test_triton_provider_agrees_with_sdpa_at_a_tiny_size():
+    import torch
+
+    (label, fn), = [(label, fn) for label, fn in ga.providers(True, triton=True) if "Triton" in label]
+    q, k, v = (torch.randn(1, 2, 16, 16, generator=torch.Generator().manual_seed(i)) for i in range(3))
+    sdpa = ga.providers(True, triton=False)[0][1]
+    assert label == "labkit Triton" and (fn(q, k, v) - sdpa(q, k, v)).abs().max() < 1e-4

@@ -81,9 +81,9 @@ def providers(causal: bool, triton: bool) -> list[tuple[str, object]]:
     out = [("SDPA default", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal))]
     out += [(f"SDPA {label}", _forced(name, causal)) for label, name in FORCED]
     if triton:
-        from labkit.kernels import flash_attention
+        from labkit.kernels import flash_attention_triton
 
-        out.append(("labkit Triton", lambda q, k, v: flash_attention(q, k, v, causal)))
+        out.append(("labkit Triton", lambda q, k, v: flash_attention_triton(q, k, v, causal)))
     return out
 
 

@@ -219,7 +219,8 @@ def gaussian_elimination() -> Checker:
 
 
 # ---------------------------------------------------------------- LU
-def _lu_pair(out) -> tuple[np.ndarray, np.ndarray]:
+def lu_pair(out) -> tuple[np.ndarray, np.ndarray]:
+    """The (lu, piv) a function returned, as arrays; AssertionError when it is not a pair."""
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         raise AssertionError(f"returned {type(out).__name__}"
                              f"{' of ' + str(len(out)) if isinstance(out, (tuple, list)) else ''}, "
@@ -227,8 +228,9 @@ def _lu_pair(out) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(out[0]), np.asarray(out[1])
 
 
-def _compare_lu(out, expected) -> None:
-    lu, piv = _lu_pair(out)
+def compare_lu(out, expected) -> None:
+    """(lu, piv) in scipy.linalg.lu_factor's convention: piv exactly (0-based swaps), then lu at float64's tolerance."""
+    lu, piv = lu_pair(out)
     if lu.dtype != expected[0].dtype:
         raise DtypeMismatch(f"lu: dtype {lu.dtype}, expected {expected[0].dtype}")
     if piv.shape != expected[1].shape or not np.issubdtype(piv.dtype, np.integer):
@@ -242,7 +244,7 @@ def _compare_lu(out, expected) -> None:
 def _lu_probe(test):
     """violated(): ``test(lu, piv, lu_ref, piv_ref)`` on the student's pair and labkit's."""
     def violated(outcome, probe):
-        lu, piv = _lu_pair(outcome.value)
+        lu, piv = lu_pair(outcome.value)
         ref_lu, ref_piv = elimination.lu_factor(*probe.args)
         return test(np.asarray(lu, dtype=np.float64), piv, ref_lu, ref_piv)
     return violated
@@ -323,5 +325,5 @@ def lu_factor() -> Checker:
               _lu_probe(lambda lu, piv, ref, _: "diag(lu) = diag(U) + 1"
                         if near(np.diag(lu), np.diag(ref) + 1) else "")),
     ]
-    return Checker("lu_factor", cases, elimination.lu_factor, probes, compare=_compare_lu,
+    return Checker("lu_factor", cases, elimination.lu_factor, probes, compare=compare_lu,
                    prepare=quiet, dtype_hint=NUMPY_DTYPE_HINT)

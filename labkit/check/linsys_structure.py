@@ -15,9 +15,8 @@ import numpy as np
 import scipy.linalg
 
 from labkit import elimination, poisson
-from labkit.check.core import NUMPY_DTYPE_HINT, Case, Checker, DtypeMismatch, Probe, checker, compare_outputs
-from labkit.check.tolerance import assert_close
-from labkit.check.linsys import quiet
+from labkit.check.core import NUMPY_DTYPE_HINT, Case, Checker, Probe, checker, compare_outputs
+from labkit.check.linsys import compare_lu, lu_pair, quiet
 
 
 def _rng(seed: int) -> np.random.Generator:
@@ -25,25 +24,6 @@ def _rng(seed: int) -> np.random.Generator:
 
 
 # ---------------------------------------------------------------- blocked LU (notebook 08)
-def _lu_pair(out) -> tuple[np.ndarray, np.ndarray]:
-    if not isinstance(out, (tuple, list)) or len(out) != 2:
-        raise AssertionError(f"returned {type(out).__name__}, expected the pair (lu, piv)")
-    return np.asarray(out[0]), np.asarray(out[1])
-
-
-def _compare_lu(out, expected) -> None:
-    """piv exactly (integers, 0-based swaps), then lu at float64's tolerance."""
-    lu, piv = _lu_pair(out)
-    if lu.dtype != expected[0].dtype:
-        raise DtypeMismatch(f"lu: dtype {lu.dtype}, expected {expected[0].dtype}")
-    if piv.shape != expected[1].shape or not np.issubdtype(piv.dtype, np.integer):
-        raise AssertionError(f"piv: shape {piv.shape} dtype {piv.dtype}, expected integers of "
-                             f"shape {expected[1].shape}")
-    if not np.array_equal(piv, expected[1]):
-        raise AssertionError(f"piv = {piv.tolist()}, expected {expected[1].tolist()}")
-    assert_close(lu, expected[0], dtype=expected[0].dtype, what="lu")
-
-
 def _late_pivots(n: int, seed: int) -> np.ndarray:
     """A random matrix whose largest entries in the later columns sit in early rows.
 
@@ -84,7 +64,7 @@ def _blocked_variant(A, block, *, swap_left=True, swap_right=True, solve_u12=Tru
 def _blocked_probe(**switched_off):
     """violated(): the student's (lu, piv) equals the blocked LU with these steps switched off."""
     def violated(outcome, probe):
-        lu, piv = _lu_pair(outcome.value)
+        lu, piv = lu_pair(outcome.value)
         bad_lu, bad_piv = _blocked_variant(*probe.args, **switched_off)
         ref_lu, _ = elimination.lu_factor(*probe.args)
         lu = np.asarray(lu, dtype=np.float64)
@@ -106,7 +86,7 @@ _PIVOT_BELOW = np.array([[1.0, 0.2, 0.1, 0.3], [3.0, 5.0, 0.2, 0.1], [0.5, 0.3, 
 
 def _piv_relative(outcome, probe):
     """piv[j] < j: an offset within column j, not the row swapped with row j."""
-    piv = np.asarray(_lu_pair(outcome.value)[1])
+    piv = np.asarray(lu_pair(outcome.value)[1])
     low = [j for j in range(len(piv)) if piv[j] < j]
     return bool(low) and f"on a matrix needing no swap piv = {piv.tolist()}: piv[{low[0]}] = " \
         f"{int(piv[low[0]])} < {low[0]}"
@@ -115,7 +95,7 @@ def _piv_relative(outcome, probe):
 def _schur_entry(times: float):
     """violated(): on _NO_SWAP_2, block 1, lu[1, 1] = a_11 - times * l_10 u_01 (times != 1)."""
     def violated(outcome, probe):
-        (A, _), lu = probe.args, np.asarray(_lu_pair(outcome.value)[0], dtype=np.float64)
+        (A, _), lu = probe.args, np.asarray(lu_pair(outcome.value)[0], dtype=np.float64)
         product = A[1, 0] * A[0, 1] / A[0, 0]
         term = ("+ " if times < 0 else "- ") + ("" if abs(times) == 1 else f"{abs(times):g} ") + "l_10 u_01"
         return np.isclose(lu[1, 1], A[1, 1] - times * product, rtol=1e-12) and \
@@ -126,7 +106,7 @@ def _schur_entry(times: float):
 def _schur_with_a12(outcome, probe):
     """On _NO_SWAP_3, block 2: lu[2, 2] = a_22 - L_21 A_12 (A_12 before the solve) instead of L_21 U_12."""
     A = probe.args[0]
-    lu = np.asarray(_lu_pair(outcome.value)[0], dtype=np.float64)
+    lu = np.asarray(lu_pair(outcome.value)[0], dtype=np.float64)
     ref = elimination.lu_factor(*probe.args)[0]
     bad = A[2, 2] - lu[2, :2] @ A[:2, 2]
     return np.isclose(lu[2, 2], bad, rtol=1e-12) and not np.isclose(lu[2, 2], ref[2, 2], rtol=1e-12) and \
@@ -135,7 +115,7 @@ def _schur_with_a12(outcome, probe):
 
 def _pivot_in_panel(outcome, probe):
     """piv[0] is the largest |a_i0| among the panel's rows, while the column's largest lies below them."""
-    (A, block), piv = probe.args, np.asarray(_lu_pair(outcome.value)[1])
+    (A, block), piv = probe.args, np.asarray(lu_pair(outcome.value)[1])
     in_panel, whole = int(np.argmax(np.abs(A[:block, 0]))), int(np.argmax(np.abs(A[:, 0])))
     return int(piv[0]) == in_panel != whole and \
         f"piv[0] = {in_panel}, the largest |a_i0| among rows 0..{block - 1}; the column's largest is row {whole}"
@@ -214,7 +194,7 @@ def blocked_lu() -> Checker:
               "matrix (the whole column below the diagonal), not only among the panel's `block` rows",
               _pivot_in_panel),
     ]
-    return Checker("blocked_lu", cases, elimination.lu_factor, probes, compare=_compare_lu,
+    return Checker("blocked_lu", cases, elimination.lu_factor, probes, compare=compare_lu,
                    prepare=quiet, dtype_hint=NUMPY_DTYPE_HINT)
 
 

@@ -207,16 +207,11 @@ def summary(records: list[dict]) -> str:
 
 
 def machine() -> str:
-    """CPU model, cores and OS of this machine, for the header of a report."""
+    """CPU model and cores (labkit.bench.hardware), and the OS, for the header of a report."""
     import platform
 
-    model = platform.processor() or platform.machine()
-    try:
-        found = re.search(r"^model name\s*:\s*(.+)$", open("/proc/cpuinfo").read(), re.MULTILINE)
-        model = found.group(1).strip() if found else model
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, no GPU"
+    from labkit.bench import hardware
+    return f"{hardware()}, {platform.system()} {platform.release()}"
 
 
 def markdown_report(records: list[dict], *, date: str, machine: str, versions: dict, command: str,

@@ -80,12 +80,14 @@ def bwrap_argv(command: list[str], scratch: Path, hidden: list[Path] = (), env: 
             argv += ["--symlink", os.readlink(top), top]
         elif os.path.isdir(top):
             argv += ["--ro-bind", top, top]
+    # A fresh /tmp first: the venv or the course may themselves live under /tmp (a CI clone), and
+    # are bound on top of it below; mounted after them, the tmpfs would hide them.
+    argv += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     bound = [Path(p) for p in SYSTEM if os.path.isdir(p) and not os.path.islink(p)]
     for p in readable_paths():
         if not any(_inside(p, q) for q in bound):
             argv += ["--ro-bind", str(p), str(p)]
             bound.append(p)
-    argv += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     gpus = glob.glob("/dev/nvidia*") + glob.glob("/dev/dri")
     for dev in gpus:
         argv += ["--dev-bind-try", dev, dev]

@@ -32,7 +32,7 @@ def _add(exercise: str, mistake: str, names: tuple[str, ...]):
 DIM = (r"\bdim\b|axis|dimension",)
 KEEPDIM = (r"keepdim|broadcast",)
 DTYPE = (r"dtype|float32|float16|fp16|fp32|half|precision",)
-INPLACE = (r"in[- ]?place|modif|mutat|overwr|changed (the|your) input|work on a copy",)
+INPLACE = (r"in[- ]?place|modif|mutat|overwr|changed (the|your) input",)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -93,8 +93,9 @@ def execute_notebook(nb: NotebookNode, cwd: str | Path, timeout: int = 120) -> E
     return run
 
 
-def _tags(cell: NotebookNode) -> list[str]:
-    return cell.metadata.get("tags", [])
+def tags(cell: NotebookNode) -> list[str]:
+    """A cell's tags ([] when it has none, or no metadata at all, as in a mangled submission)."""
+    return cell.get("metadata", {}).get("tags", [])
 
 
 def _first_line(text: str, width: int = 200) -> str:
@@ -125,7 +126,7 @@ def _error_summary(output: NotebookNode) -> str:
     return f"{output.ename}: {first}" if first else output.ename
 
 
-def _defines(source: str, name: str) -> bool:
+def defines(source: str, name: str) -> bool:
     """Whether a cell's top level defines ``name`` (def, class or assignment), read as text so
     that a cell with a SyntaxError still counts."""
     n = re.escape(name)
@@ -139,7 +140,7 @@ def _exercise_of(cells: list[NotebookNode], index: int, name: str | None) -> int
     if name is None:
         return None
     return next((i for i in range(index - 1, -1, -1) if cells[i].cell_type == "code"
-                 and "exercise" in _tags(cells[i]) and _defines(cell_source(cells[i]), name)), None)
+                 and "exercise" in tags(cells[i]) and defines(cell_source(cells[i]), name)), None)
 
 
 def _compile_error(cell: NotebookNode, output: NotebookNode) -> str:
@@ -195,7 +196,7 @@ def check_labels(cells: list[NotebookNode], number: int | None = None) -> list[s
     """The "N.k" label of each check cell, from the exercise heading or blank above it."""
     labels, start = [], 0
     for index, cell in enumerate(cells):
-        if cell.cell_type != "code" or "check" not in _tags(cell):
+        if cell.cell_type != "code" or "check" not in tags(cell):
             continue
         found = [f"{m.group(1)}.{m.group(2)}" for c in reversed(cells[start:index])
                  for m in [(RAISE if c.cell_type == "code" else HEADING).search(cell_source(c))] if m]
@@ -210,7 +211,7 @@ def results_of(run: Execution, number: int | None = None,
     cells, results = run.nb.cells, []
     labels = labels or check_labels(cells, number)
     for index, cell in enumerate(cells):
-        if cell.cell_type != "code" or "check" not in _tags(cell):
+        if cell.cell_type != "code" or "check" not in tags(cell):
             continue
         call = _CHECK_CALL.search(cell_source(cell))
         name = call.group(1) if call else None
@@ -223,8 +224,8 @@ def results_of(run: Execution, number: int | None = None,
 def with_canonical_checks(nb: NotebookNode, solved: NotebookNode) -> NotebookNode:
     """The submission without its check cells, followed by the solved notebook's check cells."""
     out = copy.deepcopy(nb)
-    out.cells = [c for c in out.cells if "check" not in _tags(c)]
-    out.cells += [copy.deepcopy(c) for c in solved.cells if c.cell_type == "code" and "check" in _tags(c)]
+    out.cells = [c for c in out.cells if "check" not in tags(c)]
+    out.cells += [copy.deepcopy(c) for c in solved.cells if c.cell_type == "code" and "check" in tags(c)]
     return out
 
 

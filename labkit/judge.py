@@ -24,7 +24,7 @@ from nbformat import NotebookNode
 from labkit import sandbox
 from labkit.check import core
 from labkit.check import outcomes as oc
-from labkit.grade import FAILED, NOT_ATTEMPTED, PASSED, ExerciseResult, check_labels
+from labkit.grade import FAILED, NOT_ATTEMPTED, PASSED, ExerciseResult, check_labels, defines, tags
 from labkit.reuse import reused
 from labkit.student import notebook_number
 
@@ -82,11 +82,11 @@ def load_submission(path: Path) -> NotebookNode:
     seen: dict[str, int] = {}
     for i, cell in enumerate(data["cells"]):
         cell["source"] = _cell_source(cell, i)
-        tags = cell.get("metadata", {}).get("tags", []) if isinstance(cell.get("metadata"), dict) else None
-        if tags is None:
+        given = cell.get("metadata", {}).get("tags", []) if isinstance(cell.get("metadata"), dict) else None
+        if given is None:
             raise NotGradable(f"cell {i + 1}: 'metadata' is not a mapping")
-        if not isinstance(tags, list):
-            raise NotGradable(f"cell {i + 1}: tags given as {type(tags).__name__} {str(tags)[:30]!r}, not a list")
+        if not isinstance(given, list):
+            raise NotGradable(f"cell {i + 1}: tags given as {type(given).__name__} {str(given)[:30]!r}, not a list")
         if "id" in cell:
             if cell["id"] in seen:
                 raise NotGradable(f"cells {seen[cell['id']] + 1} and {i + 1} have the same id {str(cell['id'])[:30]!r}")
@@ -96,15 +96,11 @@ def load_submission(path: Path) -> NotebookNode:
     return nbformat.from_dict(data)
 
 
-def _tags(cell: NotebookNode) -> list:
-    return cell.get("metadata", {}).get("tags", [])
-
-
 def exercises_of(solved: NotebookNode, number: int | None) -> list[Exercise]:
     """The exercises the solved notebook's check cells judge, with their labels."""
     labels = check_labels(solved.cells, number)
     found = []
-    for cell in (c for c in solved.cells if c.cell_type == "code" and "check" in _tags(c)):
+    for cell in (c for c in solved.cells if c.cell_type == "code" and "check" in tags(c)):
         call = _CHECK.search(cell.source)
         if call:
             found.append(Exercise(call.group(1), call.group(2), labels[len(found)] if len(found) < len(labels) else ""))
@@ -117,17 +113,12 @@ def harvest_notebook(nb: NotebookNode, exercises: list[Exercise], cell_timeout: 
     out = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                             "language": "python"}})
     out.cells = [nbformat.v4.new_code_cell(c.source) if c.cell_type == "code" else nbformat.v4.new_markdown_cell(c.source)
-                 for c in nb.cells if c.cell_type in ("code", "markdown") and "check" not in _tags(c)]
-    for new, old in zip(out.cells, (c for c in nb.cells if c.cell_type in ("code", "markdown") and "check" not in _tags(c))):
-        new.metadata["tags"] = [t for t in _tags(old) if isinstance(t, str)]
+                 for c in nb.cells if c.cell_type in ("code", "markdown") and "check" not in tags(c)]
+    for new, old in zip(out.cells, (c for c in nb.cells if c.cell_type in ("code", "markdown") and "check" not in tags(c))):
+        new.metadata["tags"] = [t for t in tags(old) if isinstance(t, str)]
     todo = {e.name: e.function for e in exercises}
     out.cells.append(nbformat.v4.new_code_cell(oc.harvest_cell(todo, "../out/outcomes", cell_timeout, modules)))
     return out
-
-
-def defines(source: str, name: str) -> bool:
-    n = re.escape(name)
-    return bool(re.search(rf"^(?:async[ \t]+def|def|class)[ \t]+{n}\b|^{n}[ \t]*(?::[^=\n]*)?=(?!=)", source, re.M))
 
 
 def _summary(output: NotebookNode) -> str:

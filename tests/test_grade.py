@@ -101,7 +101,7 @@ def test_every_course_check_is_judged_against_the_exercise_cell_just_above_it():
     ("square = lambda x: x * x", True), ("square: object = None", True), ("def squared(x): ...", False),
     ("square == 1", False), ("def f():\n    square = 1", False), ("# def square", False)])
 def test_which_cell_defines_the_checked_name(source, defines):
-    assert grade._defines(source, "square") is defines
+    assert grade.defines(source, "square") is defines
 
 
 def test_verdicts_after_a_dead_or_stuck_kernel():

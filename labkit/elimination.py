@@ -25,16 +25,6 @@ PANEL_LEAF = 8  # panel columns this few are factored by rank-1 steps, more recu
 
 
 # ---------------------------------------------------------------- validation
-def _square(A, name: str = "A") -> np.ndarray:
-    """A float64 copy of a finite, dense, real square matrix (contracts.check_matrix)."""
-    return check_matrix(A, name)
-
-
-def _rhs(b, n: int, name: str = "b") -> np.ndarray:
-    """A float64 copy of a finite real right-hand side of shape (n,) or (n, k) (contracts.check_vector)."""
-    return check_vector(b, n, name, allow_2d=True)
-
-
 def _singular(col: int) -> np.linalg.LinAlgError:
     return np.linalg.LinAlgError(
         f"matrix is singular: no nonzero pivot in column {col} (0-based)")
@@ -46,9 +36,9 @@ def forward_substitution(L, b, unit_diagonal: bool = False) -> np.ndarray:
 
     Only the lower triangle of L is read; b may be (n,) or (n, k). Introduced in notebook 08.
     """
-    L = _square(L, "L")
+    L = check_matrix(L, "L")
     n = L.shape[0]
-    y = _rhs(b, n)
+    y = check_vector(b, n, "b", allow_2d=True)
     for i in range(n):
         y[i] -= L[i, :i] @ y[:i]
         if not unit_diagonal:
@@ -63,9 +53,9 @@ def back_substitution(U, y) -> np.ndarray:
 
     Only the upper triangle of U is read; y may be (n,) or (n, k). Introduced in notebook 08.
     """
-    U = _square(U, "U")
+    U = check_matrix(U, "U")
     n = U.shape[0]
-    x = _rhs(y, n, "y")
+    x = check_vector(y, n, "y", allow_2d=True)
     for i in range(n - 1, -1, -1):
         if U[i, i] == 0.0:
             raise _singular(i)
@@ -84,9 +74,9 @@ def gaussian_elimination(A, b, pivoting: str = "partial") -> np.ndarray:
     """
     if pivoting not in PIVOTING:
         raise ValueError(f"pivoting must be one of {PIVOTING}, got {pivoting!r}")
-    A = _square(A)
+    A = check_matrix(A, "A")
     n = A.shape[0]
-    b = _rhs(b, n)
+    b = check_vector(b, n, "b", allow_2d=True)
     cols = np.arange(n)  # cols[j]: which unknown sits in column j after column swaps
     for k in range(n):
         if pivoting == "partial":
@@ -122,7 +112,7 @@ def growth_factor(A, pivoting: str = "partial") -> float:
     """
     if pivoting not in ("none", "partial"):
         raise ValueError(f"pivoting must be 'none' or 'partial', got {pivoting!r}")
-    A = _square(A)
+    A = check_matrix(A, "A")
     n, a0 = A.shape[0], np.abs(A).max()
     if a0 == 0.0:
         raise _singular(0)
@@ -143,7 +133,7 @@ def lu_factor_loops(A):
 
     Same (lu, piv) as ``scipy.linalg.lu_factor``. Introduced in notebook 08.
     """
-    lu = _square(A)
+    lu = check_matrix(A, "A")
     n = lu.shape[0]
     piv = np.arange(n, dtype=np.int32)
     for k in range(n):
@@ -165,7 +155,7 @@ def lu_factor_rows(A):
 
     Introduced in notebook 08.
     """
-    lu = _square(A)
+    lu = check_matrix(A, "A")
     n = lu.shape[0]
     piv = np.arange(n, dtype=np.int32)
     for k in range(n):
@@ -203,7 +193,7 @@ def lu_factor_rank1(A):
     A_22 <- A_22 - l_21 u_12^T: a single numpy call per column (BLAS-2 speed: every step
     streams the whole trailing block through memory). Introduced in notebook 08.
     """
-    lu = _square(A)
+    lu = check_matrix(A, "A")
     n = lu.shape[0]
     piv = np.arange(n, dtype=np.int32)
     _rank1_steps(lu, piv, 0, n, n)
@@ -278,7 +268,7 @@ def lu_factor(A, block: int = BLOCK):
     """
     global _BLAS
     block = check_positive_int(block, "block", fn="lu_factor")
-    lu = _square(A)
+    lu = check_matrix(A, "A")
     n = lu.shape[0]
     piv = np.arange(n, dtype=np.int32)
     if _BLAS is None:
@@ -324,7 +314,7 @@ def lu_solve(lu_and_piv, b) -> np.ndarray:
     if piv.shape != (n,) or piv.min(initial=0) < 0 or piv.max(initial=0) >= n:
         raise ValueError(f"piv must hold {n} row indices in [0, {n}) (0-based, as scipy's "
                          f"lu_factor returns), got shape {piv.shape}")
-    x = _rhs(b, n)
+    x = check_vector(b, n, "b", allow_2d=True)
     for i, p in enumerate(piv):
         if p != i:
             x[[i, p]] = x[[p, i]]

@@ -12,12 +12,8 @@ import torch
 
 from labkit.contracts import check_attention_inputs, check_positive_int
 
-__all__ = ["validate_attention_inputs", "check_blocks", "compute_dtype", "visited_tiles", "causal_mask",
+__all__ = ["check_blocks", "compute_dtype", "visited_tiles", "causal_mask",
            "naive_attention", "tiled_attention", "flash_attention_forward_reference", "flash_attention_forward"]
-
-
-# The one input check of every attention function, PyTorch and Triton (labkit.contracts).
-validate_attention_inputs = check_attention_inputs
 
 
 # The PyTorch flash forward batches query tiles so that one score block holds about this many
@@ -68,7 +64,7 @@ def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: b
 
     Introduced in notebook 04.
     """
-    scale = validate_attention_inputs(q, k, v, causal, scale)
+    scale = check_attention_inputs(q, k, v, causal, scale)
     s = (q @ k.transpose(-2, -1)) * scale  # (B, H, N_q, N_kv)
     if causal:
         rows = torch.arange(q.shape[2], device=q.device)
@@ -84,7 +80,7 @@ def tiled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_q: 
     No online softmax, so the memory per query tile still grows with N_kv. Accumulates in
     float32 (float64 for float64 inputs); returns the input dtype. Introduced in notebook 05.
     """
-    scale = validate_attention_inputs(q, k, v, False, scale)
+    scale = check_attention_inputs(q, k, v, False, scale)
     check_blocks(block_q, block_k)
     B, H, n_q, D = q.shape
     n_kv = k.shape[2]
@@ -109,7 +105,7 @@ def flash_attention_forward_reference(q: torch.Tensor, k: torch.Tensor, v: torch
 
     Slow and obviously correct: the reference the fast variant is tested against.
     """
-    scale = validate_attention_inputs(q, k, v, causal, scale)
+    scale = check_attention_inputs(q, k, v, causal, scale)
     check_blocks(block_q, block_k)
     dtype, ct = q.dtype, compute_dtype(q.dtype)
     q, k, v = q.to(ct), k.to(ct), v.to(ct)
@@ -153,7 +149,7 @@ def flash_attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     float64 inputs); o has the input dtype, lse is float32 (float64 for float64 inputs, so
     the backward can be gradchecked). Introduced in notebook 05.
     """
-    scale = validate_attention_inputs(q, k, v, causal, scale)
+    scale = check_attention_inputs(q, k, v, causal, scale)
     check_blocks(block_q, block_k)
     B, H, n_q, D = q.shape
     n_kv = k.shape[2]

@@ -13,8 +13,8 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from labkit.attention import (SCORE_BLOCK_ELEMENTS, causal_mask, check_blocks, compute_dtype,
-                              flash_attention_forward, validate_attention_inputs)
-from labkit.contracts import check_saved_tensors
+                              flash_attention_forward)
+from labkit.contracts import check_attention_inputs, check_saved_tensors
 
 __all__ = ["recompute_attention_backward", "flash_attention_backward_reference", "flash_attention_backward",
            "FlashAttention", "flash_attention"]
@@ -30,7 +30,7 @@ def recompute_attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Ten
     ``flash_attention_backward``. Computes in float32 (float64 for float64 inputs); returns
     (dq, dk, dv) in the input dtype. Introduced in notebook 07.
     """
-    scale = validate_attention_inputs(q, k, v, causal, scale)
+    scale = check_attention_inputs(q, k, v, causal, scale)
     check_blocks(block_q, 1)
     check_saved_tensors(q, do=do)
     dtype, ct = q.dtype, compute_dtype(q.dtype)
@@ -65,7 +65,7 @@ def flash_attention_backward_reference(do: torch.Tensor, q: torch.Tensor, k: tor
     dS = P ∘ (dP − D_i), dQ_i += s · dS K_j, dK_j += s · dSᵀ Q_i. Slow and obviously correct:
     the reference the fast variant is tested against.
     """
-    scale = validate_attention_inputs(q, k, v, causal, scale)
+    scale = check_attention_inputs(q, k, v, causal, scale)
     check_blocks(block_q, block_k)
     check_saved_tensors(q, do=do, o=o, lse=lse)
     dtype, ct = q.dtype, compute_dtype(q.dtype)
@@ -105,7 +105,7 @@ def flash_attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor,
     batch (see SCORE_BLOCK_ELEMENTS), vectorised over (B, H). Computes in float32 (float64 for
     float64 inputs); returns (dq, dk, dv) in the input dtype. Introduced in notebook 07.
     """
-    scale = validate_attention_inputs(q, k, v, causal, scale)
+    scale = check_attention_inputs(q, k, v, causal, scale)
     check_blocks(block_q, block_k)
     check_saved_tensors(q, do=do, o=o, lse=lse)
     B, H, n_q, D = q.shape

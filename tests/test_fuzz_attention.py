@@ -19,6 +19,7 @@ from labkit import attention as A
 from labkit import attention_backward as AB
 from labkit import kernels
 from labkit.check import TOLERANCES, assert_close
+from labkit.contracts import check_attention_inputs
 from fuzz import FLOATS, NOT_INT, close_where_finite, fuzz_settings, outcome
 
 LOWP = (torch.float16, torch.bfloat16)
@@ -284,9 +285,9 @@ def test_triton_forward_warns_that_no_gradient_flows():
 @pytest.mark.parametrize("bad, kw", [
     ("causal", dict(causal=None)), ("causal", dict(causal=1)), ("scale", dict(scale="1")),
     ("scale", dict(scale=math.nan)), ("scale", dict(scale=True))])
-def test_validate_attention_inputs_rejects(bad, kw):
+def test_check_attention_inputs_rejects(bad, kw):
     q = torch.randn(1, 1, 3, 16)
-    for fn in (A.validate_attention_inputs, kernels.flash_attention_forward_triton, kernels.flash_attention_triton):
+    for fn in (check_attention_inputs, kernels.flash_attention_forward_triton, kernels.flash_attention_triton):
         outcome(lambda: fn(q, q, q, **kw), bad, q)
 
 

@@ -23,8 +23,7 @@ from torch.autograd.function import once_differentiable
 
 from labkit import device
 from labkit.kernels import launch
-from labkit.attention import validate_attention_inputs
-from labkit.contracts import check_saved_tensors
+from labkit.contracts import check_attention_inputs, check_saved_tensors
 from labkit.kernels.flash_forward import DTYPES, HEAD_DIMS, flash_attention_forward_triton
 
 __all__ = ["flash_attention_backward_triton", "FlashAttentionTriton", "flash_attention_triton", "backward_block_sizes"]
@@ -273,7 +272,7 @@ def flash_attention_backward_triton(do: torch.Tensor, q: torch.Tensor, k: torch.
     Introduced in notebook 07.
     """
     device.require_triton()
-    scale = validate_attention_inputs(q, k, v, causal, scale, head_dims=HEAD_DIMS, dtypes=DTYPES)
+    scale = check_attention_inputs(q, k, v, causal, scale, head_dims=HEAD_DIMS, dtypes=DTYPES)
     check_saved_tensors(q, do=do, o=o, lse=lse, lse_dtype=torch.float32)
     if device.INTERPRET and q.device.type != "cpu":
         raise ValueError(f"the Triton interpreter runs on CPU tensors, got {q.device}")
@@ -332,5 +331,5 @@ def flash_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ca
     Introduced in notebook 07.
     """
     device.require_triton()
-    scale = validate_attention_inputs(q, k, v, causal, scale, head_dims=HEAD_DIMS, dtypes=DTYPES)
+    scale = check_attention_inputs(q, k, v, causal, scale, head_dims=HEAD_DIMS, dtypes=DTYPES)
     return FlashAttentionTriton.apply(q, k, v, bool(causal), scale)

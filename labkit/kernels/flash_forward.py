@@ -11,8 +11,7 @@ import torch
 
 from labkit import device
 from labkit.kernels import launch
-from labkit.contracts import warn_no_grad
-from labkit.attention import validate_attention_inputs, visited_tiles  # noqa: F401 (re-exported)
+from labkit.contracts import check_attention_inputs, warn_no_grad
 
 HEAD_DIMS = (16, 32, 64, 128)
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -154,7 +153,7 @@ def flash_attention_forward_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Te
     """
     warn_no_grad("kernels.flash_attention_forward_triton", "kernels.flash_attention_triton", q=q, k=k, v=v)
     device.require_triton()
-    scale = validate_attention_inputs(q, k, v, causal, scale, head_dims=HEAD_DIMS, dtypes=DTYPES)
+    scale = check_attention_inputs(q, k, v, causal, scale, head_dims=HEAD_DIMS, dtypes=DTYPES)
     if device.INTERPRET and q.device.type != "cpu":
         raise ValueError(f"the Triton interpreter runs on CPU tensors, got {q.device}")
     if not device.INTERPRET and q.device.type != "cuda":

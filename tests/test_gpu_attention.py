@@ -23,7 +23,7 @@ def test_flop_convention_matches_the_cpu_bench():
 
 @pytest.mark.skipif(device.HAS_CUDA, reason="checks the CPU backends")
 def test_sweep_on_cpu_notes_missing_backends_and_the_default():
-    records, notes, defaults = ga.sweep("cpu", ("fp32",), (16,), (32,), causals=(False, True), tokens=64,
+    records, notes, defaults = ga.measure("cpu", ("fp32",), (16,), (32,), causals=(False, True), tokens=64,
                                         hidden=32, budget_s=60, rep=1, triton=False, log=lambda s: None)
     assert set(defaults.values()) == {"flash"}  # SDPA's CPU flash kernel
     got = {(r["pass_"], r["causal"], r["provider"]) for r in records}
@@ -34,7 +34,7 @@ def test_sweep_on_cpu_notes_missing_backends_and_the_default():
 
 
 def test_spent_budget_skips_with_a_note():
-    records, notes, defaults = ga.sweep("cpu", ("fp32",), (16,), (32, 64), causals=(False,), tokens=64,
+    records, notes, defaults = ga.measure("cpu", ("fp32",), (16,), (32, 64), causals=(False,), tokens=64,
                                         hidden=32, budget_s=-1, triton=False, log=lambda s: None)
     assert records == [] and defaults == {}
     assert notes == ["Time budget of -1 s spent: not measured at fp32 D=16 N=32, fp32 D=16 N=64."]

@@ -14,7 +14,7 @@ backward counts 2.5x the forward, so forward + backward counts 3.5x — the same
 FlashAttention's benchmark: B·N = 16k tokens and H·D = 2048. Peak memory is the CUDA allocator's
 peak above the inputs. Each measurement is skipped, with a note, when the time budget is spent.
 Results go to ``benchmarks/attention-gpu-<gpu>-<date>.md``. Without CUDA it prints one line and
-exits 2; ``sweep`` itself runs on a CPU too (the tests use it with tiny sizes).
+exits 2; ``measure`` itself runs on a CPU too (the tests use it with tiny sizes).
 """
 from __future__ import annotations
 
@@ -28,8 +28,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from labkit.bench import peak_memory, time_fn
+from labkit import device
 from labkit.bench.attention import FWD_BWD_FACTOR
+from labkit.bench.sweep import BUDGET_SPENT, Provider, reason, sweep
 
 NEEDS_GPU = ("labkit.bench.gpu_attention needs a CUDA GPU (torch.cuda.is_available() is False here); "
              "`python -m labkit bench attention` runs on a CPU")
@@ -76,20 +77,19 @@ def _forced(backend_name: str, causal: bool):
     return call
 
 
+def _default(causal: bool):
+    return lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+
 def providers(causal: bool, triton: bool) -> list[tuple[str, object]]:
-    """(label, fn(q, k, v) -> o, differentiable) for SDPA default, each forced backend and labkit's Triton."""
-    out = [("SDPA default", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal))]
+    """(label, fn(q, k, v) -> o) for SDPA default, each forced backend and labkit's Triton."""
+    out = [("SDPA default", _default(causal))]
     out += [(f"SDPA {label}", _forced(name, causal)) for label, name in FORCED]
     if triton:
         from labkit.kernels import flash_attention_triton
 
         out.append(("labkit Triton", lambda q, k, v: flash_attention_triton(q, k, v, causal)))
     return out
-
-
-def _reason(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0][:160] if text else ''}"
 
 
 def _run_pass(fn, pass_: str, q, k, v, do):
@@ -102,62 +102,69 @@ def _run_pass(fn, pass_: str, q, k, v, do):
     return q.grad, k.grad, v.grad
 
 
-def sweep(dev: str = "cuda", dtypes=("fp16", "bf16"), head_dims=HEAD_DIMS, seq_lens=SEQ_LENS,
+def _where(point) -> str:
+    dname, d, causal, n, _ = point
+    return f"{dname} D={d}{' causal' if causal else ''} N={n}"
+
+
+def measure(dev: str = "cuda", dtypes=("fp16", "bf16"), head_dims=HEAD_DIMS, seq_lens=SEQ_LENS,
           causals=(False, True), tokens: int = TOKENS, hidden: int = HIDDEN, budget_s: float = 130.0,
           rep: int = 5, triton: bool = True, log=print) -> tuple[list[dict], list[str], dict]:
     """Measure every provider; (records, notes, default backend per (dtype, D, causal, N)).
 
-    A record: pass, dtype, head_dim, causal, n, batch, heads, provider, ms, tflops, peak_mib,
-    err (max |output or gradient − SDPA default's|). Unsupported providers and whatever does not
-    fit in ``budget_s`` become notes.
+    The points (dtype, D, causal, N, pass) go through ``bench.sweep.sweep``. A record: pass,
+    dtype, head_dim, causal, n, batch, heads, provider, ms, tflops, peak_mib, err (max |output or
+    gradient − SDPA default's|). Unsupported providers and whatever does not fit in ``budget_s``
+    become notes.
     """
-    start = time.perf_counter()
-    records, notes, defaults, unsupported, skipped = [], [], {}, {}, []
-    for dname in dtypes:
-        dtype = DTYPES[dname]
-        for d in head_dims:
-            heads = max(1, hidden // d)
-            for causal in causals:
-                for n in seq_lens:
-                    where = f"{dname} D={d}{' causal' if causal else ''} N={n}"
-                    if time.perf_counter() - start > budget_s:
-                        skipped.append(where)
-                        continue
-                    batch = max(1, tokens // n)
-                    g = torch.Generator(dev).manual_seed(n + d)  # on the GPU: 4 x 33M numbers per point
-                    q, k, v, do = (torch.randn(batch, heads, n, d, generator=g, device=dev, dtype=dtype)
-                                   for _ in range(4))
-                    try:
-                        defaults[(dname, d, causal, n)] = default_backend(q, k, v, causal)
-                    except Exception as err:  # noqa: BLE001 - reported, not fatal
-                        defaults[(dname, d, causal, n)] = f"unknown ({_reason(err)})"
-                    for pass_ in PASSES:
-                        if pass_ != "forward":
-                            q, k, v = (t.detach().requires_grad_() for t in (q, k, v))
-                        ref = None
-                        for label, fn in providers(causal, triton):
-                            log(f"{where} {pass_}: {label}")
-                            try:
-                                out = _run_pass(fn, pass_, q, k, v, do)
-                                seconds = time_fn(lambda: _run_pass(fn, pass_, q, k, v, do), warmup=1,
-                                                  rep=rep)
-                                peak = peak_memory(lambda: _run_pass(fn, pass_, q, k, v, do))
-                            except Exception as err:  # noqa: BLE001 - no kernel for this case, OOM
-                                unsupported.setdefault((label, _reason(err)), []).append(f"{where} {pass_}")
-                                if dev == "cuda":
-                                    torch.cuda.empty_cache()
-                                continue
-                            if ref is None:
-                                ref = [t.detach().float() for t in out]
-                            err_max = max((t.detach().float() - r).abs().max().item() for t, r in zip(out, ref))
-                            f = flops(batch, heads, n, d, causal) * (1.0 if pass_ == "forward" else FWD_BWD_FACTOR)
-                            records.append(dict(pass_=pass_, dtype=dname, head_dim=d, causal=causal, n=n,
-                                                batch=batch, heads=heads, provider=label, ms=seconds * 1e3,
-                                                tflops=f / seconds / 1e12,
-                                                peak_mib=None if peak is None else peak / 2**20, err=err_max))
-                    del q, k, v, do
-    for (label, why), where in unsupported.items():
-        notes.append(f"{label} not measured ({why}) at {len(where)} point(s), e.g. {where[0]}.")
+    points = [(dname, d, causal, n, pass_) for dname in dtypes for d in head_dims for causal in causals
+              for n in seq_lens for pass_ in PASSES]
+    defaults: dict = {}
+
+    def inputs(point) -> tuple:
+        dname, d, causal, n, pass_ = point
+        g = torch.Generator(dev).manual_seed(n + d)  # on the GPU: 4 x 33M numbers per point
+        q, k, v, do = (torch.randn(max(1, tokens // n), max(1, hidden // d), n, d, generator=g, device=dev,
+                                   dtype=DTYPES[dname]) for _ in range(4))
+        if pass_ == "forward":
+            try:
+                defaults[point[:4]] = default_backend(q, k, v, causal)
+            except Exception as err:  # noqa: BLE001 - reported, not fatal
+                defaults[point[:4]] = f"unknown ({reason(err)})"
+        else:
+            q, k, v = (t.requires_grad_() for t in (q, k, v))
+        return point, q, k, v, do
+
+    table = {causal: providers(causal, triton) for causal in causals}  # point[2] is causal
+
+    def run(i: int):
+        return lambda point, q, k, v, do: _run_pass(table[point[2]][i][1], point[4], q, k, v, do)
+
+    def reference(point, q, k, v, do):  # SDPA's default choice (provider 0): math at worst, never missing
+        return [t.detach().float() for t in run(0)(point, q, k, v, do)]
+    chosen = [Provider(label, run(i), interpreted=label == "labkit Triton" and device.INTERPRET)
+              for i, (label, _) in enumerate(providers(False, triton))]
+    results = sweep(points, chosen, inputs, reference=reference, rep=rep, memory=True,
+                    deadline=time.perf_counter() + budget_s, catch=(Exception,),
+                    report=lambda done, total, what: log(what),
+                    describe=lambda point: f"{_where(point)} {point[4]}")
+    records = []
+    for m in results:
+        if not m.measured:
+            continue
+        dname, d, causal, n, pass_ = m.size
+        batch, heads = max(1, tokens // n), max(1, hidden // d)
+        f = flops(batch, heads, n, d, causal) * (1.0 if pass_ == "forward" else FWD_BWD_FACTOR)
+        records.append(dict(pass_=pass_, dtype=dname, head_dim=d, causal=causal, n=n, batch=batch, heads=heads,
+                            provider=m.provider, ms=m.seconds * 1e3, tflops=f / m.seconds / 1e12,
+                            peak_mib=None if m.peak_bytes is None else m.peak_bytes / 2**20, err=m.error))
+    unsupported: dict = {}
+    for m in results:
+        if not m.measured and m.why_not != BUDGET_SPENT:
+            unsupported.setdefault((m.provider, m.why_not), []).append(f"{_where(m.size)} {m.size[4]}")
+    notes = [f"{label} not measured ({why}) at {len(where)} point(s), e.g. {where[0]}."
+             for (label, why), where in unsupported.items()]
+    skipped = list(dict.fromkeys(_where(m.size) for m in results if m.why_not == BUDGET_SPENT))
     if skipped:
         notes.append(f"Time budget of {budget_s:.0f} s spent: not measured at {', '.join(skipped)}.")
     return records, notes, defaults
@@ -256,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import triton
 
-    records, notes, defaults = sweep("cuda", args.dtype, args.d, args.n, budget_s=args.budget, rep=args.rep,
+    records, notes, defaults = measure("cuda", args.dtype, args.d, args.n, budget_s=args.budget, rep=args.rep,
                                      log=lambda s: print(s, file=sys.stderr, flush=True))
     gpu = torch.cuda.get_device_name(0)
     date = _dt.date.today().isoformat()

@@ -22,7 +22,8 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from labkit import elimination, iterative, poisson, systems
-from labkit.bench import print_table, progress, time_fn
+from labkit.bench import print_table
+from labkit.bench.sweep import Provider, long_table, max_abs_error, notes, pivot, sweep
 
 # (label, lu function, largest n it is timed at: Python loops are slow)
 LADDER = [
@@ -40,19 +41,12 @@ def _random(n: int, seed: int = 0) -> np.ndarray:
 
 def ladder_rows(sizes=(64, 256, 1000), rep: int = 3) -> list[list]:
     """[label, GFLOP/s at each size (None where too slow to time)] for every LU in the ladder."""
-    rows = []
-    for i, (label, fn, n_max) in enumerate(LADDER, 1):
-        progress(i, len(LADDER), label)
-        row = [label]
-        for n in sizes:
-            if n > n_max:
-                row.append(None)
-                continue
-            A = _random(n)
-            t = time_fn(lambda: fn(A), warmup=1 if n <= 256 else 0, rep=rep if n <= 256 else 1)
-            row.append(elimination.lu_flops(n) / t / 1e9)
-        rows.append(row)
-    return rows
+    providers = [Provider(label, fn, skip=lambda n, n_max=n_max: f"too slow above n = {n_max}" if n > n_max else "")
+                 for label, fn, n_max in LADDER]
+    results = sweep(sizes, providers, lambda n: (_random(n),), rep=rep, max_seconds=1.0,
+                    describe=lambda n: f"n={n}")
+    _, labels, rows = pivot(results, lambda m: elimination.lu_flops(m.size) / m.seconds / 1e9, by="provider")
+    return [[label] + row for label, row in zip(labels, rows)]
 
 
 def ladder_table(sizes=(64, 256, 1000), rep: int = 3, rows: list | None = None) -> str:
@@ -62,27 +56,16 @@ def ladder_table(sizes=(64, 256, 1000), rep: int = 3, rows: list | None = None) 
                        ["variant"] + [f"n={n}" for n in sizes], rows)
 
 
-def interleaved(fns: dict, rep: int) -> dict:
-    """Median seconds of each function, the calls interleaved so all see the same machine load."""
-    for fn in fns.values():
-        fn()
-    times = {name: [] for name in fns}
-    for _ in range(rep):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return {name: float(np.median(t)) for name, t in times.items()}
-
-
 def lu_times(n: int, rep: int) -> dict:
-    """Median seconds of scipy.linalg.solve, scipy's and labkit's lu_solve(lu_factor) at size n."""
-    A, b = _random(n, 1), np.random.default_rng(2).standard_normal(n)
-    return interleaved({
-        "scipy.linalg.solve": lambda: scipy.linalg.solve(A, b),
-        "scipy lu_solve(lu_factor)": lambda: scipy.linalg.lu_solve(scipy.linalg.lu_factor(A), b),
-        "labkit lu_solve(lu_factor)": lambda: elimination.lu_solve(elimination.lu_factor(A), b),
-    }, rep)
+    """Median seconds of scipy.linalg.solve, scipy's and labkit's lu_solve(lu_factor) at size n, interleaved."""
+    providers = [
+        Provider("scipy.linalg.solve", scipy.linalg.solve),
+        Provider("scipy lu_solve(lu_factor)", lambda A, b: scipy.linalg.lu_solve(scipy.linalg.lu_factor(A), b)),
+        Provider("labkit lu_solve(lu_factor)", lambda A, b: elimination.lu_solve(elimination.lu_factor(A), b)),
+    ]
+    results = sweep([n], providers, lambda n: (_random(n, 1), np.random.default_rng(2).standard_normal(n)),
+                    rep=rep, interleave=True, report=None)
+    return {m.provider: m.seconds for m in results}
 
 
 def _lu_times_one_blas_thread(n: int, rep: int) -> dict | None:
@@ -125,23 +108,27 @@ def sweep_table(rep: int = 20):
     x = np.random.default_rng(3).uniform(0, 1, A.shape[0])
     M = sp.csr_array(sp.tril(A, format="csr"))
     solve = iterative.splitting_solver(A, "gauss-seidel")
-    fns = [
-        ("lab: getrow(i).toarray() per row", lambda: iterative.gauss_seidel_sweep_getrow(A, b, x), 1),
-        ("CSR slices per row (gauss_seidel_sweep)", lambda: iterative.gauss_seidel_sweep(A, b, x), 3),
-        ("spsolve_triangular(D+L, b - U x)",
-         lambda: x + spla.spsolve_triangular(M, b - A @ x, lower=True), rep),
-        ("labkit: x + (D+L)^-1 (b - A x), SuperLU", lambda: x + solve(b - A @ x), rep * 10),
+    providers = [
+        Provider("lab: getrow(i).toarray() per row", lambda: iterative.gauss_seidel_sweep_getrow(A, b, x)),
+        Provider("CSR slices per row (gauss_seidel_sweep)", lambda: iterative.gauss_seidel_sweep(A, b, x)),
+        Provider("spsolve_triangular(D+L, b - U x)",
+                 lambda: x + spla.spsolve_triangular(M, b - A @ x, lower=True)),
+        Provider("labkit: x + (D+L)^-1 (b - A x), SuperLU", lambda: x + solve(b - A @ x)),
     ]
-    ref = iterative.gauss_seidel_sweep_getrow(A, b, x)
-    times = {}
-    for label, fn, r in fns:
-        assert np.allclose(fn(), ref, rtol=1e-12, atol=1e-12), label
-        times[label] = time_fn(fn, warmup=1, rep=r)
-    base = times[fns[0][0]]
-    rows = [[label, s * 1e3, base / s] for label, s in times.items()]
-    text = print_table("One Gauss-Seidel sweep, lab system 1 (N = 1000, density 0.01)",
-                       ["sweep", "ms", "speed-up vs getrow"], rows)
-    return text, base / times[fns[-1][0]]
+
+    def same(out, ref):
+        assert np.allclose(out, ref, rtol=1e-12, atol=1e-12), "differs from the lab's sweep"
+        return max_abs_error(out, ref)
+    results = sweep([A.shape[0]], providers, lambda n: (), rep=rep, max_seconds=1.0, error=same,
+                    reference=lambda: iterative.gauss_seidel_sweep_getrow(A, b, x), report=None)
+    wrong = notes(results)
+    if wrong:  # a sweep that disagrees with the lab's is a bug, not a benchmark result
+        raise AssertionError("; ".join(wrong))
+    base = results[0].seconds
+    text = long_table("One Gauss-Seidel sweep, lab system 1 (N = 1000, density 0.01)", results,
+                      [("sweep", lambda m: m.provider), ("ms", lambda m: m.seconds * 1e3),
+                       ("speed-up vs getrow", lambda m: base / m.seconds)])
+    return text, base / results[-1].seconds
 
 
 def _count(solve, *args, **kwargs) -> int:

@@ -7,12 +7,11 @@ Introduced in notebook 02; ``python -m labkit bench softmax [--save]``.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 from labkit import device, softmax
-from labkit.bench import format_value, print_table, progress, time_fn
+from labkit.bench.sweep import Provider, max_abs_error, notes, sweep, wide_table
 from labkit.check import assert_close
 from labkit.kernels import online_softmax_triton, softmax_triton
 from labkit.kernels.softmax import MAX_FUSED_WIDTH
@@ -20,15 +19,23 @@ from labkit.kernels.softmax import MAX_FUSED_WIDTH
 INTERPRETER_BUDGET_S = 20.0  # total time allowed for the interpreted Triton columns on CPU
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
-# (column label, function of x, runs a Triton kernel)
-PROVIDERS = [
-    ("torch.softmax", lambda x: torch.softmax(x, dim=-1), False),
-    ("naive_softmax", softmax.naive_softmax, False),
-    ("safe_softmax", softmax.safe_softmax, False),
-    ("online_softmax", softmax.online_softmax, False),
-    ("softmax_triton", softmax_triton, True),
-    ("online_softmax_triton", online_softmax_triton, True),
-]
+
+
+def providers(skip_triton: str) -> list[Provider]:
+    """torch.softmax, the three PyTorch versions and the two Triton kernels (skipped, saying why,
+    where Triton cannot run them)."""
+    def fused_skip(width: int) -> str:
+        return skip_triton or (f"width > MAX_FUSED_WIDTH = {MAX_FUSED_WIDTH}" if width > MAX_FUSED_WIDTH else "")
+    interpreted = device.INTERPRET and device.HAS_TRITON
+    return [
+        Provider("torch.softmax", lambda x: torch.softmax(x, dim=-1)),
+        Provider("naive_softmax", softmax.naive_softmax),
+        Provider("safe_softmax", softmax.safe_softmax),
+        Provider("online_softmax", softmax.online_softmax),
+        Provider("softmax_triton", softmax_triton, skip=fused_skip, interpreted=interpreted),
+        Provider("online_softmax_triton", online_softmax_triton, skip=lambda width: skip_triton,
+                 interpreted=interpreted),
+    ]
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -61,82 +68,40 @@ def run(args: argparse.Namespace) -> str:
     rows = args.rows or device.PROFILE.rows
     widths = args.widths or device.PROFILE.widths
     dtype = DTYPES[args.dtype]
-    rep = max(args.rep, 1)
     if args.threads is not None:
         torch.set_num_threads(max(args.threads, 1))
-    interpreted = device.INTERPRET
     skip_triton = ""
     if not device.HAS_TRITON:
         skip_triton = "Triton is not installed on this platform"
-    elif interpreted and dtype == torch.bfloat16:
+    elif device.INTERPRET and dtype == torch.bfloat16:
         skip_triton = "bfloat16 Triton kernels run on the GPU only"
-    notes: list[str] = []
-    spent_interpreting = 0.0
     gen = torch.Generator(device=device.DEVICE).manual_seed(0)
-    results: dict[tuple[int, str], float | str | None] = {}
-    total, done = len(widths) * len(PROVIDERS), 0
-    for width in widths:
-        x = torch.randn(rows, width, generator=gen, device=device.DEVICE, dtype=torch.float32).to(dtype)
+
+    def inputs(width: int) -> tuple:
+        return (torch.randn(rows, width, generator=gen, device=device.DEVICE, dtype=torch.float32).to(dtype),)
+
+    def check(out: torch.Tensor, x: torch.Tensor) -> float:
         ref64 = torch.softmax(x.double(), dim=-1)
-        baseline = torch.softmax(x, dim=-1) if dtype != torch.float32 else None
-        for label, fn, is_triton in PROVIDERS:
-            done += 1
-            progress(done, total, f"width {width}: {label}")
-            if is_triton and skip_triton:
-                results[width, label] = None
-                continue
-            if fn is softmax_triton and width > MAX_FUSED_WIDTH:
-                results[width, label] = None
-                notes.append(f"softmax_triton skipped at width {width} > MAX_FUSED_WIDTH = {MAX_FUSED_WIDTH}.")
-                continue
-            t0 = time.perf_counter()
-            out = fn(x)  # one checked call, also the warm-up (and compilation on a GPU)
-            if device.HAS_CUDA:
-                torch.cuda.synchronize()
-            once = time.perf_counter() - t0
-            try:
-                assert_close(out, ref64, dtype=dtype, baseline=baseline)
-            except AssertionError as err:
-                results[width, label] = "wrong"
-                notes.append(f"{label} at width {width} gave a wrong answer: {err}")
-                continue
-            n = rep
-            if is_triton and interpreted:
-                n = min(rep, 3)
-                spent_interpreting += once
-                if spent_interpreting + n * once > INTERPRETER_BUDGET_S:
-                    results[width, label] = None
-                    notes.append(f"{label} skipped at width {width}: the interpreter would need about "
-                                 f"{n * once:.0f} s more than the {INTERPRETER_BUDGET_S:.0f} s budget.")
-                    continue
-                spent_interpreting += n * once
-            seconds = time_fn(lambda: fn(x), warmup=0 if is_triton and interpreted else 2, rep=n)
-            results[width, label] = _gbps(rows, width, dtype, seconds)
-    header = ["width"] + [f"{label} (interp.)" if is_triton and interpreted and device.HAS_TRITON
-                          else label for label, _, is_triton in PROVIDERS]
-    table = []
-    for width in widths:
-        base = results[width, "torch.softmax"]
-        line: list = [width]
-        for label, _, _ in PROVIDERS:
-            value = results[width, label]
-            if isinstance(value, float) and label != "torch.softmax" and isinstance(base, float):
-                value = f"{format_value(value)} ({format_value(value / base)}×)"
-            line.append(value)
-        table.append(line)
+        assert_close(out, ref64, dtype=dtype, baseline=torch.softmax(x, dim=-1) if dtype != torch.float32 else None)
+        return max_abs_error(out, ref64)
+
+    results = sweep(widths, providers(skip_triton), inputs, reference=lambda x: x, error=check,
+                    rep=max(args.rep, 1), interpreter_budget_s=INTERPRETER_BUDGET_S,
+                    describe=lambda width: f"width {width}")
+    interpreted = device.INTERPRET and device.HAS_TRITON
     where = "GPU" if device.HAS_CUDA else f"CPU (torch threads: {torch.get_num_threads()})"
     title = (f"Softmax over the last dim, {rows} rows, {args.dtype}, on {where}: GB/s "
              f"(higher is better), (r×) = ratio to torch.softmax\n"
              f"GB/s = 2 · rows · width · bytes per element / median time: one read of x and one "
              f"write of y, the least any softmax must move; – = not measured (see notes).")
-    if interpreted and device.HAS_TRITON:
+    if interpreted:
         title += ("\nThe (interp.) columns run in Triton's interpreter on CPU: they measure Python "
                   "executing the kernel one program at a time, not the kernel's speed on a GPU.")
-    text = print_table(title, header, table)
-    if skip_triton:
-        notes.insert(0, f"Triton columns skipped: {skip_triton}.")
-    if notes:
-        text += "\n\nNotes:\n" + "\n".join(f"- {n}" for n in notes)
-        print("\nNotes:\n" + "\n".join(f"- {n}" for n in notes))
+    labels = {p.label: f"{p.label} (interp.)" if p.interpreted else p.label for p in providers(skip_triton)}
+    text = wide_table(title, results, lambda m: _gbps(rows, m.size, dtype, m.seconds), corner="width",
+                      baseline="torch.softmax", column_label=labels.get)
+    lines = notes(results, describe=lambda width: f"width {width}")
+    if lines:
+        text += "\n\nNotes:\n" + "\n".join(f"- {n}" for n in lines)
+        print("\nNotes:\n" + "\n".join(f"- {n}" for n in lines))
     return text
-

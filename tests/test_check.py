@@ -174,6 +174,23 @@ def test_on_course_device_moves_arguments_there_and_results_back(monkeypatch):
         check.softmax_triton(42)  # not a function: said before anything moves to the device
 
 
+def test_on_course_device_switches_off_the_interpreters_numpy_warnings():
+    """The interpreter runs kernels on numpy: an overflow on a probe must not warn, or, where warnings
+    are errors (python -W error), become the student's exception instead of the checker's verdict."""
+    import warnings
+
+    from labkit.check import core
+
+    def overflowing_kernel(x):
+        return torch.from_numpy(np.exp(x.numpy() * np.float32(1000)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = core.on_course_device(overflowing_kernel)(torch.ones(2))
+        with pytest.raises(RuntimeWarning, match="overflow"):
+            overflowing_kernel(torch.ones(2))
+    assert torch.isinf(out).all()
+
+
 def test_a_state_in_a_list_modified_in_place_is_caught():
     from labkit.check.core import evaluate
     from labkit.softmax import OnlineState

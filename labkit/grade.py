@@ -26,7 +26,7 @@ from labkit.student import HEADING, RAISE, cell_source, notebook_number
 PASSED, FAILED, NOT_ATTEMPTED = "passed", "failed", "not attempted"
 KERNEL = "python3"
 _CHECK_CALL = re.compile(r"\bcheck\.(\w+)\s*\(")
-_COMPILE_ERRORS = {"SyntaxError", "IndentationError", "TabError"}  # the cell never ran
+COMPILE_ERRORS = {"SyntaxError", "IndentationError", "TabError"}  # the cell never ran
 _CHECK_FAILURES = {"AssertionError", "CheckFailed"}  # a checker's verdict (CheckFailed: labkit.check's short form)
 
 
@@ -56,9 +56,13 @@ _QUIET.addHandler(logging.NullHandler())
 _QUIET.propagate = False
 
 
-def execute_notebook(nb: NotebookNode, cwd: str | Path, timeout: int = 120) -> Execution:
+def execute_notebook(nb: NotebookNode, cwd: str | Path, timeout: int = 120,
+                     last_timeout: int | None = None) -> Execution:
     """Run a copy of ``nb`` in a fresh ``python3`` kernel started in ``cwd``; cells keep going after
-    errors and after a timeout (the kernel is interrupted); a dead kernel stops the run."""
+    errors and after a timeout (the kernel is interrupted); a dead kernel stops the run.
+
+    Each cell has ``timeout`` seconds; the last has ``last_timeout`` when given (the grader's
+    harvest cell, which evaluates every exercise)."""
     from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
 
@@ -71,8 +75,10 @@ def execute_notebook(nb: NotebookNode, cwd: str | Path, timeout: int = 120) -> E
         if (execute_reply or {}).get("content", {}).get("ename") == _TIMEOUT_ENAME:
             run.timed_out.add(cell_index)
 
+    last = run.nb.cells[-1] if run.nb.cells else None
     client = NotebookClient(
-        run.nb, timeout=timeout, kernel_name=KERNEL, allow_errors=True, interrupt_on_timeout=True,
+        run.nb, timeout=timeout, kernel_name=KERNEL,
+        timeout_func=None if last_timeout is None else lambda cell: last_timeout if cell is last else timeout, allow_errors=True, interrupt_on_timeout=True,
         error_on_timeout={"ename": _TIMEOUT_ENAME, "evalue": f"timed out after {timeout} s", "traceback": []},
         resources={"metadata": {"path": str(cwd)}}, on_cell_executed=on_cell_executed, log=_QUIET,
         iopub_timeout=10)  # also how long an interrupted cell has to stop
@@ -143,7 +149,7 @@ def _exercise_of(cells: list[NotebookNode], index: int, name: str | None) -> int
                  and "exercise" in tags(cells[i]) and defines(cell_source(cells[i]), name)), None)
 
 
-def _compile_error(cell: NotebookNode, output: NotebookNode) -> str:
+def compile_error(cell: NotebookNode, output: NotebookNode) -> str:
     """'SyntaxError: invalid syntax (line 2: `return x x`)' for the exercise cell that raised it."""
     first = _first_line(output.evalue)
     where = re.fullmatch(r"(.*?)\s*\([^()]*, line (\d+)\)", first)
@@ -172,8 +178,8 @@ def _verdict(run: Execution, cells: list[NotebookNode], index: int, name: str | 
     text = "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
     owner = _exercise_of(cells, index, name)
     owner_errors = [o for o in cells[owner].get("outputs", []) if o.output_type == "error"] if owner is not None else []
-    if owner_errors and owner_errors[0].ename in _COMPILE_ERRORS:  # the student's code never ran
-        return FAILED, _compile_error(cells[owner], owner_errors[0])
+    if owner_errors and owner_errors[0].ename in COMPILE_ERRORS:  # the student's code never ran
+        return FAILED, compile_error(cells[owner], owner_errors[0])
     if errors:
         detail = _error_summary(errors[0])
         if errors[0].ename not in _CHECK_FAILURES and owner is not None:

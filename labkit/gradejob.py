@@ -18,7 +18,7 @@ def main(job_path: str) -> int:
     job = json.loads(Path(job_path).read_text())
     notebook = Path(job["notebook"])
     nb = nbformat.read(notebook, as_version=4)
-    run = execute_notebook(nb, notebook.parent, job["timeout"])
+    run = execute_notebook(nb, notebook.parent, job["timeout"], job.get("harvest_timeout"))
     out = Path(job["out"])
     nbformat.write(run.nb, out / "executed.ipynb")
     (out / "run.json").write_text(json.dumps({"timed_out": sorted(run.timed_out), "died_at": run.died_at,

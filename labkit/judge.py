@@ -15,6 +15,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from nbformat import NotebookNode
 from labkit import sandbox
 from labkit.check import core
 from labkit.check import outcomes as oc
-from labkit.grade import FAILED, NOT_ATTEMPTED, PASSED, ExerciseResult, check_labels, defines, tags
+from labkit.grade import (COMPILE_ERRORS, FAILED, NOT_ATTEMPTED, PASSED, ExerciseResult, check_labels, compile_error,
+                          defines, tags)
 from labkit.reuse import reused
 from labkit.student import notebook_number
 
@@ -103,8 +105,18 @@ def exercises_of(solved: NotebookNode, number: int | None) -> list[Exercise]:
     for cell in (c for c in solved.cells if c.cell_type == "code" and "check" in tags(c)):
         call = _CHECK.search(cell.source)
         if call:
+            if any(e.name == call.group(1) for e in found):  # outcomes are kept per checker
+                raise NotGradable(f"the solved notebook calls check.{call.group(1)} twice: one checker per exercise")
             found.append(Exercise(call.group(1), call.group(2), labels[len(found)] if len(found) < len(labels) else ""))
     return found
+
+
+def harvest_seconds(exercises: list[Exercise], limits: Limits) -> int:
+    """The harvest cell's time limit: each exercise's own limit, plus a minute to import labkit.
+
+    A hanging exercise then uses up its own time only, and the ones after it are still graded.
+    """
+    return limits.cell * len(exercises) + 60
 
 
 def harvest_notebook(nb: NotebookNode, exercises: list[Exercise], cell_timeout: int,
@@ -142,7 +154,7 @@ def _no_outcome(ex: Exercise, executed: NotebookNode | None, run: dict, finished
         return f"not graded: the kernel did not stop after cell {run['stuck_at'] + 1} timed out"
     last = [o for o in cells[-1].get("outputs", []) if o.get("output_type") == "error"]
     if (len(cells) - 1) in run.get("timed_out", []):
-        return f"not graded: evaluating the exercises took longer than {limits.cell} s"
+        return f"not graded: evaluating the exercises took longer than {run.get('harvest_timeout')} s"
     return f"not graded: the grading cell failed ({_summary(last[0])})" if last else "not graded: no outcome recorded"
 
 
@@ -151,6 +163,8 @@ def judge_exercise(ex: Exercise, folder: Path, executed: NotebookNode | None, ru
     """(status, detail) of one exercise, from its outcomes file alone (plus why it has none)."""
     if ex.name not in core.CHECKERS:
         return FAILED, f"not graded: labkit has no checker named {ex.name} (see --checkers)"
+    if ex.name in run.get("killed_by", []):
+        return FAILED, KILLED
     try:
         got, note = oc.load_outcomes(folder, ex.name)
     except FileNotFoundError:
@@ -163,9 +177,14 @@ def judge_exercise(ex: Exercise, folder: Path, executed: NotebookNode | None, ru
             errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
             if errors and "triton" in str(errors[0].get("evalue", "")) and "ModuleNotFound" in str(errors[0].get("ename")):
                 return NOT_ATTEMPTED, "skipped: Triton is not installed here"
+            if errors and errors[0].get("ename") in COMPILE_ERRORS:
+                return FAILED, f"{compile_error(cell, errors[0])} (in the exercise cell)"
             if errors and errors[0].get("ename") != "NotImplementedError":
                 return FAILED, f"{_summary(errors[0])} (in the exercise cell)"
         return NOT_ATTEMPTED, note
+    timed_out = next((o.error for o in got if isinstance(o, core.Outcome) and str(o.error).startswith(oc.TIMED_OUT)), "")
+    if timed_out:
+        return FAILED, f"timed out: {timed_out.removeprefix('TimeoutError: ')} (an endless loop?)"
     try:
         verdict = oc.judge_outcomes(core.CHECKERS[ex.name](), got)
     except oc.MalformedOutcomes as err:
@@ -178,6 +197,47 @@ def judge_exercise(ex: Exercise, folder: Path, executed: NotebookNode | None, ru
         return NOT_ATTEMPTED, ""
     head = next((line.strip() for line in verdict.message.split("\n") if line.strip()), "")
     return FAILED, f"{verdict.hint} [{head}]" if verdict.hint else head
+
+
+KILLED = "the kernel died while this exercise ran (os._exit, a crash or out of memory?)"
+
+
+def _run_harvest(scratch: Path, name: str, nb: NotebookNode, exercises: list[Exercise], limits: Limits,
+                 modules: tuple[str, ...], hidden: list[Path]):
+    """Run the submission and harvest the outcomes in the sandbox: (executed notebook, run, finished).
+
+    When the kernel dies in the harvest cell, the exercise being evaluated (the first without an
+    outcome file) is the one that killed it: it is recorded in ``run['killed_by']`` and the
+    submission runs again for the exercises after it, within the notebook's time limit in all.
+    """
+    work, out = scratch / "work", scratch / "out"
+    work.mkdir()
+    deadline, killed_by, todo = time.monotonic() + limits.notebook, [], list(exercises)
+    while True:
+        seconds = harvest_seconds(todo, limits)
+        nbformat.write(harvest_notebook(nb, todo, limits.cell, modules), work / name)
+        (scratch / "job.json").write_text(json.dumps({"notebook": name, "timeout": limits.cell,
+                                                      "harvest_timeout": seconds, "out": "../out"}))
+        job = "/scratch/job.json" if limits.sandboxed else str(scratch / "job.json")
+        finished = sandbox.run([sys.executable, "-m", "labkit.gradejob", job], scratch,
+                               timeout=max(1, int(deadline - time.monotonic())), memory=limits.memory,
+                               sandboxed=limits.sandboxed, hidden=hidden)
+        try:
+            executed = nbformat.read(out / "executed.ipynb", as_version=4)
+            run = json.loads((out / "run.json").read_text())
+            run = run if isinstance(run, dict) else {}
+        except (OSError, ValueError, nbformat.ValidationError):
+            return None, {"killed_by": killed_by}, finished
+        run.update(killed_by=killed_by, harvest_timeout=seconds)
+        if run.get("died_at") != len(executed.cells) - 1 or finished.timed_out:
+            return executed, run, finished
+        unharvested = [i for i, e in enumerate(todo) if not oc.outcomes_path(out / "outcomes", e.name).exists()]
+        if not unharvested:
+            return executed, run, finished
+        killed_by.append(todo[unharvested[0]].name)
+        todo = todo[unharvested[0] + 1:]
+        if not todo or time.monotonic() >= deadline:
+            return executed, run, finished
 
 
 def grade_submission(path: str | Path, solutions: str | Path, limits: Limits = Limits(),
@@ -195,21 +255,8 @@ def grade_submission(path: str | Path, solutions: str | Path, limits: Limits = L
         importlib.import_module(module)
     scratch = Path(tempfile.mkdtemp(prefix="labkit-grade-"))
     try:
-        work = scratch / "work"
-        work.mkdir()
-        nbformat.write(harvest_notebook(nb, exercises, limits.cell, modules), work / path.name)
-        (scratch / "job.json").write_text(json.dumps({"notebook": path.name, "timeout": limits.cell, "out": "../out"}))
-        job = "/scratch/job.json" if limits.sandboxed else str(scratch / "job.json")
-        finished = sandbox.run([sys.executable, "-m", "labkit.gradejob", job], scratch,
-                               timeout=limits.notebook, memory=limits.memory, sandboxed=limits.sandboxed,
-                               hidden=[solutions.resolve(), *hidden])
-        executed, run = None, {}
-        try:
-            executed = nbformat.read(scratch / "out" / "executed.ipynb", as_version=4)
-            run = json.loads((scratch / "out" / "run.json").read_text())
-            run = run if isinstance(run, dict) else {}
-        except (OSError, ValueError, nbformat.ValidationError):
-            executed, run = None, {}
+        executed, run, finished = _run_harvest(scratch, path.name, nb, exercises, limits, modules,
+                                               [solutions.resolve(), *hidden])
         sources = [c.source for c in nb.cells if c.cell_type == "code"]
         results = []
         for ex in exercises:

@@ -11,7 +11,7 @@ import shutil
 import nbformat
 import pytest
 
-from labkit import batch, grade, sandbox
+from labkit import batch, grade, judge, sandbox
 from labkit.check import NOT_IMPLEMENTED, PASS
 from labkit.device import TRITON_MISSING
 from labkit.student import make_blank
@@ -196,20 +196,6 @@ def test_grading_a_solved_notebook_passes_with_exit_0(graded_class):
         "  Exercise 7.1 (double): passed\n  Exercise 7.2 (square): passed\n  2/2 passed\n")
 
 
-def test_grading_blames_a_syntax_error_on_its_own_exercise_not_on_a_later_check(tmp_path):
-    """Graded against the solved notebook (its check cells run at the end): exercise 7.1's function
-    is misnamed, 7.2 has a SyntaxError. Each check reports its own exercise's problem."""
-    (tmp_path / "solutions").mkdir()
-    nbformat.write(course(setup=QUICK_SETUP), tmp_path / "solutions" / "07_x.ipynb")
-    submission = course(setup=QUICK_SETUP, square_cell=code("def square(x):\n    return x x", "exercise"))
-    submission.cells[3].source = "def doubled(x):\n    return 2 * x"
-    nbformat.write(submission, tmp_path / "07_x.ipynb")
-    results = grade.grade_notebook(tmp_path / "07_x.ipynb", timeout=30, solutions=tmp_path / "solutions")
-    assert [(r.label, r.name, r.status, r.detail) for r in results] == [
-        ("7.1", "double", "failed", "NameError: name 'double' is not defined"),
-        ("7.2", "square", "failed", "SyntaxError: invalid syntax (line 2: `return x x`)")]
-
-
 TINY = "import tiny_checkers as check"
 
 
@@ -228,76 +214,78 @@ def test_grading_refuses_without_a_sandbox_unless_told(tmp_path, capsys, monkeyp
                                        "run untrusted notebooks (--unsandboxed runs them anyway, with your rights)\n")
 
 
-# A checker stand-in without torch (same fixed lines as labkit.check): quick, and fine for a 3 s timeout.
-QUICK_SETUP = f'''import types
-def _check(name, fn, x, expected):
-    try:
-        out = fn(x)
-    except NotImplementedError:
-        print({NOT_IMPLEMENTED!r}.format(name=name))
-        return
-    assert out == expected, f"{{name}}: case 1/1 failed\\n  hint: look again"
-    print({PASS!r}.format(name=name, n=1))
-check = types.SimpleNamespace(**{{n: (lambda n, e: lambda fn: _check(n, fn, 3, e))(n, e)
-                                 for n, e in [("double", 6), ("square", 9), ("hang", 3), ("crash", 3),
-                                              ("after", 3)]}})'''
+# ------------------------------------------------- trouble: hangs, crashes, typos, tampering
+
+def _trouble_notebook(hang="    return x", crash="    return x", square="    return x * x"):
+    """Four exercises graded by tests/tiny_checkers.py: hang, square, crash, after."""
+    return new_notebook(cells=[
+        code(TINY),
+        code(f"def hang(x):\n{hang}", "exercise"), code("check.hang(hang)", "check"),
+        code(f"def square(x):\n{square}", "exercise"), code("check.square(square)", "check"),
+        code(f"def crash(x):\n{crash}", "exercise"), code("check.crash(crash)", "check"),
+        code("def after(x):\n    return x", "exercise"), code("check.after(after)", "check"),
+    ])
 
 
 @pytest.fixture(scope="module")
 def graded_trouble(tmp_path_factory):
-    """Exercise 1 never returns, 2 is right, 3 kills the kernel, 4 comes after: graded with a 3 s timeout."""
-    path = tmp_path_factory.mktemp("trouble") / "05_trouble.ipynb"
-    nbformat.write(new_notebook(cells=[
-        code(QUICK_SETUP),
-        code("def hang(x):\n    while True:\n        pass", "exercise"), code("check.hang(hang)", "check"),
-        code("def square(x):\n    return x * x", "exercise"), code("check.square(square)", "check"),
-        code("def crash(x):\n    import os; os._exit(1)", "exercise"), code("check.crash(crash)", "check"),
-        code("def after(x):\n    return x", "exercise"), code("check.after(after)", "check"),
-    ]), path)
-    before = _stamp(path)
-    results = grade.grade_notebook(path, timeout=3)
-    return results, before, _stamp(path)
-
-
-def test_a_cell_that_hangs_times_out_and_later_cells_are_still_graded(graded_trouble):
-    hang, square = graded_trouble[0][:2]
-    assert (hang.name, hang.status, hang.detail) == ("hang", "failed", "timed out after 3 s")
-    assert (square.name, square.status, square.label) == ("square", "passed", "5.2")
-
-
-def test_a_dead_kernel_fails_its_cell_and_every_later_exercise(graded_trouble):
-    crash, after = graded_trouble[0][2:]
-    assert (crash.status, crash.detail) == ("failed", "kernel died while running this check "
-                                                      "(os._exit, a crash or out of memory?)")
-    assert (after.status, after.detail) == ("failed", "kernel died in cell 7 (check.crash(crash)) "
-                                                      "before this check ran")
-    assert graded_trouble[2] == graded_trouble[1]
-
-
-@pytest.fixture(scope="module")
-def tampered(tmp_path_factory):
-    """A wrong `double` whose check cell was edited to print the pass line, and a copy with no check cells."""
-    root = tmp_path_factory.mktemp("tampered")
+    """Graded in one sandboxed run, 4 s per exercise: an endless loop, a function that kills its
+    kernel, a misnamed function next to a SyntaxError, a check cell edited to print the pass line
+    for a wrong answer, and a copy with every check cell deleted."""
+    root = tmp_path_factory.mktemp("trouble")
     (root / "solutions").mkdir()
-    (root / "class").mkdir()
-    nbformat.write(course(setup=QUICK_SETUP), root / "solutions" / "07_x.ipynb")
-    faked = course(double_body="    return x + 2", setup=QUICK_SETUP)
-    faked.cells[4].source = f"print({PASS.format(name='double', n=2)!r})"
-    nbformat.write(faked, root / "class" / "07_x.ipynb")
-    stripped = course(setup=QUICK_SETUP)
+    nbformat.write(_trouble_notebook(), root / "solutions" / "05_trouble.ipynb")
+    typos = _trouble_notebook(square="    return x x")
+    typos.cells[1].source = "def hung(x):\n    return x"
+    tampered = _trouble_notebook(square="    return x + x")
+    tampered.cells[4].source = f"print({PASS.format(name='square', n=1)!r})"
+    stripped = _trouble_notebook()
     stripped.cells = [c for c in stripped.cells if "check" not in c.metadata.get("tags", [])]
-    nbformat.write(stripped, root / "07_x.ipynb")
-    return root
+    for student, nb in [("loops", _trouble_notebook(hang="    while True:\n        pass")),
+                        ("exits", _trouble_notebook(crash="    import os; os._exit(1)")),
+                        ("typos", typos), ("tampered", tampered), ("stripped", stripped)]:
+        (root / "class" / student).mkdir(parents=True)
+        nbformat.write(nb, root / "class" / student / "05_trouble.ipynb")
+    files = sorted((root / "class").rglob("*.ipynb"))
+    before = [_stamp(p) for p in files]
+    rc, out = _grade_cli([str(root / "class"), "--timeout", "4", "--csv", str(root / "grades.csv")],
+                         root / "solutions")
+    with open(root / "grades.csv", newline="", encoding="utf-8") as f:
+        rows = {(r[0].split("/")[0], r[1]): (r[2], r[3]) for r in list(csv.reader(f))[1:]}
+    return dict(rc=rc, out=out, rows=rows, untouched=[_stamp(p) for p in files] == before)
 
 
-def test_the_solved_notebooks_check_cells_replace_edited_ones(tampered):
-    results = grade.grade_notebook(tampered / "class" / "07_x.ipynb", timeout=30,
-                                   solutions=tampered / "solutions")
-    assert [(r.label, r.name, r.status) for r in results] == [("7.1", "double", "failed"),
-                                                             ("7.2", "square", "passed")]
+def test_an_endless_loop_fails_its_own_exercise_only(graded_trouble):
+    rows = graded_trouble["rows"]
+    assert rows["loops", "hang"] == ("failed", "timed out: no result within 4 s (an endless loop?)")
+    assert [rows["loops", name][0] for name in ("square", "crash", "after")] == ["passed"] * 3
 
 
-def test_deleted_check_cells_are_still_graded_from_the_solved_notebook(tampered):
-    results = grade.grade_notebook(tampered / "07_x.ipynb", timeout=30, solutions=tampered / "solutions")
-    assert [(r.label, r.name, r.status) for r in results] == [("7.1", "double", "passed"),
-                                                             ("7.2", "square", "passed")]
+def test_a_function_that_kills_its_kernel_fails_its_own_exercise_only(graded_trouble):
+    rows = graded_trouble["rows"]
+    assert rows["exits", "crash"] == ("failed", "the kernel died while this exercise ran "
+                                                "(os._exit, a crash or out of memory?)")
+    assert [rows["exits", name][0] for name in ("hang", "square", "after")] == ["passed"] * 3
+
+
+def test_a_misnamed_function_and_a_syntax_error_are_each_blamed_on_their_own_exercise(graded_trouble):
+    rows = graded_trouble["rows"]
+    assert rows["typos", "hang"] == ("not attempted", "no function named hang in the notebook")
+    assert rows["typos", "square"] == ("failed", "SyntaxError: invalid syntax (line 2: `return x x`) "
+                                                 "(in the exercise cell)")
+    assert rows["typos", "crash"] == rows["typos", "after"] == ("passed", "")
+
+
+def test_edited_or_deleted_check_cells_change_nothing(graded_trouble):
+    rows = graded_trouble["rows"]
+    assert rows["tampered", "square"][0] == "failed"  # its printed pass line is not a verdict
+    assert [rows["stripped", name][0] for name in ("hang", "square", "crash", "after")] == ["passed"] * 4
+    assert rows["stripped", ""] == ("score", "4/4") and graded_trouble["rc"] == 1
+    assert graded_trouble["untouched"]
+
+
+def test_the_solved_notebook_must_not_check_one_function_twice(tmp_path):
+    solved = _trouble_notebook()
+    solved.cells[8].source = "check.hang(after)"
+    with pytest.raises(judge.NotGradable, match="calls check.hang twice: one checker per exercise"):
+        judge.exercises_of(solved, 5)

@@ -13,3 +13,26 @@ def double() -> Checker:
 def square() -> Checker:
     """x * x."""
     return Checker("square", [Case("small", (3.0,))], lambda x: x * x)
+
+
+
+def _identity(name: str) -> Checker:
+    return Checker(name, [Case("small", (3.0,))], lambda x: x)
+
+
+@checker
+def hang() -> Checker:
+    """x (a submission's version never returns)."""
+    return _identity("hang")
+
+
+@checker
+def crash() -> Checker:
+    """x (a submission's version kills its kernel)."""
+    return _identity("crash")
+
+
+@checker
+def after() -> Checker:
+    """x (comes after the trouble)."""
+    return _identity("after")

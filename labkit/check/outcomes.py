@@ -206,6 +206,9 @@ class _Timeout(BaseException):
     pass
 
 
+TIMED_OUT = "TimeoutError: no result within"  # the error of an input the time limit cut off
+
+
 def harvest(exercises: dict[str, str], namespace: dict, folder: str | Path, seconds: int = 120,
             modules: tuple[str, ...] = ("labkit.check",)) -> None:
     """In the student's kernel: for each ``{checker name: function name}``, evaluate the student's
@@ -242,7 +245,7 @@ def harvest(exercises: dict[str, str], namespace: dict, folder: str | Path, seco
             for i, (first, (args, kwargs)) in enumerate(zip(checker.first_of_each(), checker.inputs())):
                 outcomes.append(outcomes[first] if first < i else core.evaluate(run, args, kwargs))
         except _Timeout:
-            outcomes += [core.Outcome(error=f"TimeoutError: no result within {seconds} s")] * \
+            outcomes += [core.Outcome(error=f"{TIMED_OUT} {seconds} s")] * \
                 (len(checker.inputs()) - len(outcomes))
         finally:
             signal.alarm(0)

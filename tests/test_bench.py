@@ -144,7 +144,14 @@ def test_peak_memory_fresh_sees_an_allocation_of_known_size():
     setup = "x = torch.ones(16, 2**20)"  # the input: allocated before the measurement starts
     mib = bench.peak_memory_fresh(setup, "(x * 2).sum()") / 2**20  # one temporary of 64 MiB
     assert 60 < mib < 80, mib
-    assert bench.peak_memory_fresh(setup, "x.sum()") / 2**20 < 8  # no temporary
+    none = bench.peak_memory_fresh(setup, "x.sum()") / 2**20
+    assert none < 8, none  # no temporary
+    # A list is measured in one process, each statement as it measures alone, in any order: no
+    # temporary before and after the temporary, and the temporary again once its memory was freed
+    stmts = ["x.sum()", "(x * 2).sum()", "x.sum()", "(x * 2).sum()"]
+    together = [peak / 2**20 for peak in bench.peak_memory_fresh(setup, stmts)]
+    alone = [none, mib, none, mib]
+    assert all(abs(a - b) < 4 for a, b in zip(together, alone, strict=True)), (together, alone)
 
 
 def test_progress_goes_to_stderr_on_the_command_line_and_to_stdout_in_a_notebook(monkeypatch, capsys):

@@ -136,20 +136,26 @@ def peak_memory(fn: Callable[[], Any]) -> int | None:
         return max(_vm_kib("VmHWM") - before, 0) * 1024
 
 
-def peak_memory_fresh(setup: str, stmt: str, timeout: float = 300) -> int | None:
+def peak_memory_fresh(setup: str, stmt: str | Sequence[str], timeout: float = 300) -> int | None | list[int | None]:
     """peak_memory of ``stmt`` run in a new Python process after ``setup`` (both Python source).
 
     A long-lived process (a notebook) keeps freed memory for reuse, which hides later
     allocations from the resident-size measurement; a fresh process starts clean. None where
-    peak_memory gives None.
+    peak_memory gives None. A list of statements is measured one after another in one fresh
+    process (one start-up, not one each) and gives the list of results: peak_memory hands back what
+    each statement frees, so each result is the one it gives alone, provided ``setup`` warms up
+    with the measured calls themselves (what a first call loads once, such as a lazy import,
+    counts for whichever statement makes that call first).
     """
+    stmts = [stmt] if isinstance(stmt, str) else list(stmt)
     code = (f"import labkit, torch\nfrom labkit import bench\n{setup}\n"
-            f"print(bench.peak_memory(lambda: ({stmt})))")
+            + "".join(f"print('peak_memory_fresh:', bench.peak_memory(lambda: ({s})))\n" for s in stmts))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"peak_memory_fresh: the measurement failed:\n{done.stderr[-2000:]}")
-    value = done.stdout.strip().splitlines()[-1]
-    return None if value == "None" else int(value)
+    values = [line.split()[-1] for line in done.stdout.splitlines() if line.startswith("peak_memory_fresh: ")]
+    peaks = [None if value == "None" else int(value) for value in values]
+    return peaks[0] if isinstance(stmt, str) else peaks
 
 
 def format_value(value: Any) -> str:

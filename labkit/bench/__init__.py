@@ -145,10 +145,12 @@ def peak_memory_fresh(setup: str, stmt: str | Sequence[str], timeout: float = 30
     process (one start-up, not one each) and gives the list of results: peak_memory hands back what
     each statement frees, so each result is the one it gives alone, provided ``setup`` warms up
     with the measured calls themselves (what a first call loads once, such as a lazy import,
-    counts for whichever statement makes that call first).
+    counts for whichever statement makes that call first). The new process uses as many torch
+    threads as this one.
     """
     stmts = [stmt] if isinstance(stmt, str) else list(stmt)
-    code = (f"import labkit, torch\nfrom labkit import bench\n{setup}\n"
+    code = (f"import labkit, torch\nfrom labkit import bench\ntorch.set_num_threads({torch.get_num_threads()})\n"
+            f"{setup}\n"
             + "".join(f"print('peak_memory_fresh:', bench.peak_memory(lambda: ({s})))\n" for s in stmts))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:

@@ -3,7 +3,8 @@ import os
 
 # Under pytest-xdist (make test: -n auto) each worker gets its share of the cores for torch's
 # intra-op threads. By default every worker would use all the cores: on 2 cores two workers then
-# run four busy threads that wait on each other, and the in-process tests take ~1.5x as long.
+# run four busy threads that wait on each other, and the in-process torch tests take ~1.7x as long
+# (more while notebooks run beside them).
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     import torch
 

@@ -1,5 +1,6 @@
-"""Tests for labkit.grade: verdicts (passed / failed with hint / not attempted), timeouts, dead
-kernels, CSV, untouched files, and the solved notebook's check cells replacing the submitted ones."""
+"""Tests for grading (labkit.grade, labkit.judge, labkit.batch): verdicts (passed / failed with hint /
+not attempted), timeouts, dead kernels, CSV, untouched files, and the solved notebook's exercises
+graded whatever the submitted check cells say."""
 from __future__ import annotations
 
 import contextlib
@@ -12,89 +13,14 @@ import nbformat
 import pytest
 
 from labkit import batch, grade, judge, sandbox
-from labkit.check import NOT_IMPLEMENTED, PASS
-from labkit.device import TRITON_MISSING
+from labkit.check import PASS
 from labkit.student import make_blank
 from nbformat.v4 import new_notebook
 from nbfactory import code, course
 
 
 
-# ---------------------------------------------------------------- reading verdicts (no kernel)
-
-def _executed(check_outputs, **problems):
-    """A notebook as execute_notebook would return it, with the given check-cell outputs."""
-    nb = course()
-    nb.cells[4].outputs, nb.cells[7].outputs = check_outputs
-    return grade.Execution(nb, timeout=5, **problems)
-
-
-def _stream(text):
-    return nbformat.v4.new_output("stream", name="stdout", text=text + "\n")
-
-
-def _error(ename, evalue):
-    return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[])
-
-
-def test_verdicts_are_read_from_the_check_cells_outputs():
-    run = _executed(([_stream(PASS.format(name="double", n=2))], [_stream(NOT_IMPLEMENTED.format(name="square"))]))
-    assert [(r.label, r.name, r.status, r.detail, r.cell) for r in grade.results_of(run)] == [
-        ("7.1", "double", "passed", "", 5), ("7.2", "square", "not attempted", "", 8)]
-    run = _executed(([_error("AssertionError", "double: case 1/2 (small) failed\n  inputs: 3.0\n"
-                                                "  output: worst error 1\n  hint: you added 2")],
-                     [_stream(PASS.format(name="double", n=1))]))  # another checker's line is no pass
-    (a, b) = grade.results_of(run)
-    assert (a.status, a.detail) == ("failed", "you added 2 [double: case 1/2 (small) failed]")
-    assert b.status == "failed" and "printed no verdict" in b.detail
-    run = _executed(([_error("NameError", "name 'check' is not defined")], []), timed_out={7})
-    assert [(r.status, r.detail) for r in grade.results_of(run)] == [
-        ("failed", "NameError: name 'check' is not defined"), ("failed", "timed out after 5 s")]
-    run = _executed(([_stream(TRITON_MISSING)], [_error("NameError", "name 'square' is not defined")]))
-    run.nb.cells[6].source = "def square(x):\n    return x x"
-    run.nb.cells[6].outputs = [_error("SyntaxError", "invalid syntax (423274432.py, line 2)")]
-    assert [(r.status, r.detail) for r in grade.results_of(run)] == [
-        ("not attempted", "skipped: Triton is not installed here"),
-        ("failed", "SyntaxError: invalid syntax (line 2: `return x x`)")]  # not the check's NameError
-    run = _executed(([_stream(PASS.format(name="double", n=2))], [_error("NameError", "name 'np' is not defined")]))
-    run.nb.cells[6].outputs = [_error("NameError", "name 'np' is not defined")]
-    assert grade.results_of(run)[1].detail == ("NameError: name 'np' is not defined "
-                                               "(the exercise cell above failed: NameError: name 'np' is not defined)")
-
-
-def test_a_failed_check_blames_only_the_exercise_cell_that_defines_the_checked_name():
-    """The solved notebook's check cells run at the end, after every exercise: a check whose
-    function is missing must not be blamed on some other broken exercise."""
-    submission = course(square_cell=code("def square(x):\n    return x x", "exercise"))
-    submission.cells[3].source = "def doubled(x):\n    return 2 * x"  # misnamed: double is not defined
-    nb = grade.with_canonical_checks(submission, course())
-    assert [c.source for c in nb.cells[-2:]] == ["check.double(double)", "check.square(square)"]
-    nb.cells[5].outputs = [_error("SyntaxError", "invalid syntax (4086266472.py, line 2)")]
-    nb.cells[-2].outputs = [_error("NameError", "name 'double' is not defined")]
-    nb.cells[-1].outputs = [_error("NameError", "name 'square' is not defined")]
-    assert [(r.name, r.status, r.detail) for r in grade.results_of(grade.Execution(nb, timeout=5))] == [
-        ("double", "failed", "NameError: name 'double' is not defined"),
-        ("square", "failed", "SyntaxError: invalid syntax (line 2: `return x x`)")]
-    # A timed-out exercise is blamed by its own check only, wherever the check cells are.
-    nb.cells[5].source, nb.cells[5].outputs = "def square(x):\n    while True: pass", []
-    nb.cells[3].source = "def double(x):\n    return 2 * x"
-    nb.cells[-2].outputs = [_stream(PASS.format(name="double", n=2))]
-    run = grade.Execution(nb, timeout=5, timed_out={5})
-    assert [r.detail for r in grade.results_of(run)] == [
-        "", "NameError: name 'square' is not defined (the exercise cell above failed: timed out after 5 s)"]
-
-
-def test_every_course_check_is_judged_against_the_exercise_cell_just_above_it():
-    from pathlib import Path
-
-    for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb")):
-        cells = nbformat.read(path, as_version=4).cells
-        for i, cell in enumerate(cells):
-            if "check" in cell.metadata.get("tags", []):
-                above = max(j for j in range(i) if cells[j].cell_type == "code")
-                name = grade._CHECK_CALL.search(cell.source).group(1)
-                assert grade._exercise_of(cells, i, name) == above, f"{path.name}, cell {i + 1}"
-
+# ---------------------------------------------------------------- reading cells (no kernel)
 
 @pytest.mark.parametrize("source, defines", [
     ("def square(x):\n    return x x", True), ("async def square(x): ...", True), ("class square:\n    pass", True),
@@ -102,16 +28,6 @@ def test_every_course_check_is_judged_against_the_exercise_cell_just_above_it():
     ("square == 1", False), ("def f():\n    square = 1", False), ("# def square", False)])
 def test_which_cell_defines_the_checked_name(source, defines):
     assert grade.defines(source, "square") is defines
-
-
-def test_verdicts_after_a_dead_or_stuck_kernel():
-    run = _executed(([], []), died_at=4)
-    assert [r.detail for r in grade.results_of(run)] == [
-        "kernel died while running this check (os._exit, a crash or out of memory?)",
-        "kernel died in cell 5 (check.double(double)) before this check ran"]
-    run = _executed(([_stream(PASS.format(name="double", n=2))], []), timed_out={6}, stuck_at=6)
-    assert [(r.status, r.detail) for r in grade.results_of(run)] == [
-        ("passed", ""), ("failed", "not run: the kernel did not stop after cell 7 timed out")]
 
 
 # ---------------------------------------------------------------- grading (real kernels)

@@ -148,10 +148,11 @@ def test_peak_memory_fresh_sees_an_allocation_of_known_size():
     assert none < 8, none  # no temporary
     # A list is measured in one process, each statement as it measures alone, in any order: no
     # temporary before and after the temporary, and the temporary again once its memory was freed
+    # (the bounds are those of the single measurements: the resident size moves by a few MiB run to run)
     stmts = ["x.sum()", "(x * 2).sum()", "x.sum()", "(x * 2).sum()"]
     together = [peak / 2**20 for peak in bench.peak_memory_fresh(setup, stmts)]
-    alone = [none, mib, none, mib]
-    assert all(abs(a - b) < 4 for a, b in zip(together, alone, strict=True)), (together, alone)
+    assert len(together) == 4 and together[0] < 8 and together[2] < 8, together
+    assert 60 < together[1] < 80 and 60 < together[3] < 80, together
 
 
 def test_progress_goes_to_stderr_on_the_command_line_and_to_stdout_in_a_notebook(monkeypatch, capsys):

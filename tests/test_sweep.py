@@ -20,15 +20,25 @@ def counted(fn):
     return wrapper
 
 
-def test_every_size_and_provider_in_order_with_a_median_time_that_tracks_the_work():
-    fast = Provider("fast", lambda n: time.sleep(0.01 * n))
-    slow = Provider("slow", lambda n: time.sleep(0.04 * n))
+def fake_clock(monkeypatch):
+    """time.perf_counter replaced by a clock that only ``advance(seconds)`` moves."""
+    clock = [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    return lambda seconds: clock.__setitem__(0, clock[0] + seconds)
+
+
+def test_every_size_and_provider_in_order_with_the_median_time_of_its_calls(monkeypatch):
+    advance = fake_clock(monkeypatch)  # a call takes exactly what the provider says, whatever the load
+    durations = iter([9.0, 1.0, 3.0, 2.0, 7.0, 5.0, 6.0, 4.0] * 2)  # per provider: a checked call, 3 timed
+
+    def work(n):
+        advance(next(durations) * n * 1e-3)
+    fast = Provider("fast", work)
+    slow = Provider("slow", lambda n: work(10 * n))
     results = sweep([1, 2], [fast, slow], lambda n: (n,), rep=3, report=None)
     assert [(m.size, m.provider) for m in results] == [(1, "fast"), (1, "slow"), (2, "fast"), (2, "slow")]
     assert all(m.measured and m.why_not == "" and m.error is None and m.peak_bytes is None for m in results)
-    seconds = {(m.size, m.provider): m.seconds for m in results}
-    assert seconds[1, "fast"] >= 0.01 and seconds[2, "slow"] >= 0.08
-    assert seconds[1, "slow"] > 2 * seconds[1, "fast"] and seconds[2, "fast"] > 1.5 * seconds[1, "fast"]
+    assert [round(m.seconds * 1e3, 9) for m in results] == [2.0, 50.0, 4.0, 100.0]  # medians; the checked call untimed
 
 
 def test_the_error_is_against_the_reference_and_a_failed_check_is_a_wrong_answer_never_timed():
@@ -57,21 +67,22 @@ def test_skip_reasons_become_grouped_notes_and_the_provider_never_runs_there():
 
 
 def test_fewer_timed_calls_when_rep_would_exceed_max_seconds(monkeypatch):
-    clock = [0.0]  # a fake clock: each call takes exactly 0.05 s, whatever the machine's load
-    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
-    fn = counted(lambda: clock.__setitem__(0, clock[0] + 0.05))
+    advance = fake_clock(monkeypatch)
+    fn = counted(lambda: advance(0.05))
     (m,) = sweep([0], [Provider("slow", fn)], lambda n: (), rep=50, max_seconds=0.12, report=None)
     assert len(fn.calls) == 1 + 2 and m.seconds == pytest.approx(0.05)  # 0.12 s / 0.05 s: two timed calls
     (m,) = sweep([0], [Provider("slow", fn)], lambda n: (), rep=50, max_seconds=10, report=None)
     assert len(fn.calls) == 3 + 1 + 50  # rep bounds it too
 
 
-def test_interpreted_providers_share_one_budget_and_stop_before_exceeding_it():
-    fn = counted(lambda: time.sleep(0.02))
+def test_interpreted_providers_share_one_budget_and_stop_before_exceeding_it(monkeypatch):
+    advance = fake_clock(monkeypatch)
+    fn = counted(lambda: advance(0.02))
     p = Provider("interp", fn, interpreted=True)
     results = sweep([1, 2, 3], [p], lambda n: (), rep=2, interpreter_budget_s=0.15, memory=True, report=None)
     measured = [m.measured for m in results]
-    assert measured[0] and not all(measured)  # each size spends ~3 x 0.02 s of the 0.15 s
+    assert measured == [True, True, False]  # each size spends 3 x 0.02 s of the 0.15 s
+    assert len(fn.calls) == 3 + 3 + 1  # the third size: its checked call, then out of budget
     assert measured == sorted(measured, reverse=True)  # once out of budget, out for good
     assert all(m.peak_bytes is None for m in results)  # the interpreter's memory is not the kernel's
     assert "budget" in next(m.why_not for m in results if not m.measured)
@@ -101,9 +112,10 @@ def test_interleave_takes_turns_after_one_checked_and_one_warm_call_each():
     assert "".join(order) == "ab" + "ab" + "ababab"  # checked calls, warm-up, three rounds
 
 
-def test_interleaved_medians_and_bad_rep():
-    t = interleaved({"short": lambda: time.sleep(0.002), "long": lambda: time.sleep(0.03)}, 3)
-    assert set(t) == {"short", "long"} and t["long"] > 3 * t["short"]
+def test_interleaved_medians_and_bad_rep(monkeypatch):
+    advance = fake_clock(monkeypatch)
+    t = interleaved({"short": lambda: advance(0.002), "long": lambda: advance(0.03)}, 3)
+    assert t == pytest.approx({"short": 0.002, "long": 0.03})
     with pytest.raises(ValueError, match="rep >= 1"):
         interleaved({"a": lambda: None}, 0)
     with pytest.raises(ValueError, match="rep >= 1"):

@@ -232,3 +232,19 @@ def test_wrong_device_for_the_mode():
     do, q, k, v, o, lse = (x.to("meta") for x in good_args())
     with pytest.raises(ValueError, match="CPU tensors" if device.INTERPRET else "CUDA tensors"):
         flash_attention_backward_triton(do, q, k, v, o, lse)
+
+
+def test_the_interpreters_numpy_arithmetic_does_not_warn():
+    """A NaN query row and causal rows with masked keys: IEEE arithmetic on purpose, which a GPU does
+    silently; the interpreter's numpy must not warn either (python -W error would make it an error)."""
+    import warnings
+
+    q, k, v = make_qkv(1, 2, 40, 40, 16, torch.float32, seed=3)
+    q[0, 1, 7] = float("nan")
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        o = flash_attention_triton(*leaves, causal=True)
+        o.backward(make_do(o))
+    assert torch.isnan(o[0, 1, 7]).all() and torch.isfinite(o[0, 0]).all()
+    assert torch.isfinite(leaves[1].grad[0, 0]).all()

@@ -293,13 +293,14 @@ def flash_attention_backward_triton(do: torch.Tensor, q: torch.Tensor, k: torch.
                    DOT_FP32=device.INTERPRET and q.dtype == torch.bfloat16,
                    PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
                    num_warps=num_warps, num_stages=num_stages)
-    flash_attention_backward_dkdv_kernel[(triton.cdiv(n_kv, BLOCK_N1), B * H)](
-        q, k, v, do, lse, delta, dk, dv, *q.stride(), *k.stride(), *v.stride(), *do.stride(),
-        *dk.stride(), *dv.stride(), H, n_q, n_kv, scale, BLOCK_M=BLOCK_M1, BLOCK_N=BLOCK_N1,
-        **options)
-    flash_attention_backward_dq_kernel[(triton.cdiv(n_q, BLOCK_M2), B * H)](
-        q, k, v, do, lse, delta, dq, *q.stride(), *k.stride(), *v.stride(), *do.stride(),
-        *dq.stride(), H, n_q, n_kv, scale, BLOCK_M=BLOCK_M2, BLOCK_N=BLOCK_N2, **options)
+    with launch.interpreter_quiet():  # masked scores and NaN rows: IEEE arithmetic on purpose
+        flash_attention_backward_dkdv_kernel[(triton.cdiv(n_kv, BLOCK_N1), B * H)](
+            q, k, v, do, lse, delta, dk, dv, *q.stride(), *k.stride(), *v.stride(), *do.stride(),
+            *dk.stride(), *dv.stride(), H, n_q, n_kv, scale, BLOCK_M=BLOCK_M1, BLOCK_N=BLOCK_N1,
+            **options)
+        flash_attention_backward_dq_kernel[(triton.cdiv(n_q, BLOCK_M2), B * H)](
+            q, k, v, do, lse, delta, dq, *q.stride(), *k.stride(), *v.stride(), *do.stride(),
+            *dq.stride(), H, n_q, n_kv, scale, BLOCK_M=BLOCK_M2, BLOCK_N=BLOCK_N2, **options)
     return dq, dk, dv
 
 

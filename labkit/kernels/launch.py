@@ -9,9 +9,11 @@ compiles for each architecture. Used by the wrappers of notebooks 02, 03, 06 and
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from labkit import device
@@ -59,6 +61,15 @@ class Config:
     block_n: int = 0  # BLOCK_N (attention); 0 where the kernel has none
     num_warps: int = 4
     num_stages: int = 1
+
+
+def interpreter_quiet():
+    """A context for a kernel launch: under Triton's interpreter, numpy's floating-point warnings off.
+
+    The interpreter emulates the kernel with numpy, which warns on what a GPU computes silently
+    (-inf - (-inf) in a fully masked row, a NaN input); compiled, it changes nothing.
+    """
+    return np.errstate(all="ignore") if device.INTERPRET else contextlib.nullcontext()
 
 
 @functools.lru_cache(maxsize=None)

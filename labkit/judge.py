@@ -119,14 +119,20 @@ def harvest_seconds(exercises: list[Exercise], limits: Limits) -> int:
     return limits.cell * len(exercises) + 60
 
 
+def kept_cells(nb: NotebookNode) -> list[int]:
+    """Indices of the submission's cells that run when graded: code and markdown, no check cells."""
+    return [i for i, c in enumerate(nb.cells) if c.cell_type in ("code", "markdown") and "check" not in tags(c)]
+
+
 def harvest_notebook(nb: NotebookNode, exercises: list[Exercise], cell_timeout: int,
                      modules: tuple[str, ...]) -> NotebookNode:
     """The submission without its check cells, then the one harvest cell."""
     out = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                             "language": "python"}})
+    kept = [nb.cells[i] for i in kept_cells(nb)]
     out.cells = [nbformat.v4.new_code_cell(c.source) if c.cell_type == "code" else nbformat.v4.new_markdown_cell(c.source)
-                 for c in nb.cells if c.cell_type in ("code", "markdown") and "check" not in tags(c)]
-    for new, old in zip(out.cells, (c for c in nb.cells if c.cell_type in ("code", "markdown") and "check" not in tags(c))):
+                 for c in kept]
+    for new, old in zip(out.cells, kept):
         new.metadata["tags"] = [t for t in tags(old) if isinstance(t, str)]
     todo = {e.name: e.function for e in exercises}
     out.cells.append(nbformat.v4.new_code_cell(oc.harvest_cell(todo, "../out/outcomes", cell_timeout, modules)))
@@ -145,13 +151,14 @@ def _no_outcome(ex: Exercise, executed: NotebookNode | None, run: dict, finished
         return f"not graded: the notebook ran past its limit of {limits.notebook} s"
     if executed is None:
         return "not graded: the grading process was killed (did the notebook kill its parent process?)"
-    cells = executed.cells
+    cells, origin = executed.cells, run.get("origin", [])
+
+    def where(i: int) -> str:  # the cell's number in the student's notebook
+        return "the grading cell" if i == len(cells) - 1 else f"cell {origin[i] + 1 if i < len(origin) else i + 1}"
     if run.get("died_at") is not None:
-        i = run["died_at"]
-        where = "the grading cell" if i == len(cells) - 1 else f"cell {i + 1}"
-        return f"not graded: the kernel died in {where} (os._exit, a crash or out of memory?)"
+        return f"not graded: the kernel died in {where(run['died_at'])} (os._exit, a crash or out of memory?)"
     if run.get("stuck_at") is not None:
-        return f"not graded: the kernel did not stop after cell {run['stuck_at'] + 1} timed out"
+        return f"not graded: the kernel did not stop after {where(run['stuck_at'])} timed out"
     last = [o for o in cells[-1].get("outputs", []) if o.get("output_type") == "error"]
     if (len(cells) - 1) in run.get("timed_out", []):
         return f"not graded: evaluating the exercises took longer than {run.get('harvest_timeout')} s"
@@ -165,6 +172,8 @@ def judge_exercise(ex: Exercise, folder: Path, executed: NotebookNode | None, ru
         return FAILED, f"not graded: labkit has no checker named {ex.name} (see --checkers)"
     if ex.name in run.get("killed_by", []):
         return FAILED, KILLED
+    if ex.name in run.get("stuck_by", []):
+        return FAILED, STUCK.format(seconds=limits.cell)
     try:
         got, note = oc.load_outcomes(folder, ex.name)
     except FileNotFoundError:
@@ -195,24 +204,32 @@ def judge_exercise(ex: Exercise, folder: Path, executed: NotebookNode | None, ru
         return PASSED, ""
     if verdict.status == "not implemented":
         return NOT_ATTEMPTED, ""
-    head = next((line.strip() for line in verdict.message.split("\n") if line.strip()), "")
-    return FAILED, f"{verdict.hint} [{head}]" if verdict.hint else head
+    lines = [line.strip() for line in verdict.message.split("\n") if line.strip()]
+    head = lines[0] if lines else ""
+    raised = next((line for line in lines if line.startswith("your function raised ")), "")
+    hint = raised or verdict.hint  # what it raised says more than "run it on these inputs"
+    return FAILED, f"{hint} [{head}]" if hint else head
 
 
 KILLED = "the kernel died while this exercise ran (os._exit, a crash or out of memory?)"
+STUCK = ("timed out: no result within {seconds} s, and it did not stop when interrupted (it catches "
+         "KeyboardInterrupt or blocks signals?)")
 
 
 def _run_harvest(scratch: Path, name: str, nb: NotebookNode, exercises: list[Exercise], limits: Limits,
                  modules: tuple[str, ...], hidden: list[Path]):
     """Run the submission and harvest the outcomes in the sandbox: (executed notebook, run, finished).
 
-    When the kernel dies in the harvest cell, the exercise being evaluated (the first without an
-    outcome file) is the one that killed it: it is recorded in ``run['killed_by']`` and the
+    When the kernel dies in the harvest cell, or cannot be interrupted there, the exercise being
+    evaluated (the first without an outcome file) is to blame. A death is first retried from that
+    exercise (a thread started by an earlier one may have killed it); if it dies there again, or
+    will not stop, it is recorded in ``run['killed_by']`` or ``run['stuck_by']`` and the
     submission runs again for the exercises after it, within the notebook's time limit in all.
     """
     work, out = scratch / "work", scratch / "out"
     work.mkdir()
-    deadline, killed_by, todo = time.monotonic() + limits.notebook, [], list(exercises)
+    deadline, todo, retried = time.monotonic() + limits.notebook, list(exercises), None
+    blamed: dict[str, list[str]] = {"killed_by": [], "stuck_by": []}
     while True:
         seconds = harvest_seconds(todo, limits)
         nbformat.write(harvest_notebook(nb, todo, limits.cell, modules), work / name)
@@ -227,15 +244,21 @@ def _run_harvest(scratch: Path, name: str, nb: NotebookNode, exercises: list[Exe
             run = json.loads((out / "run.json").read_text())
             run = run if isinstance(run, dict) else {}
         except (OSError, ValueError, nbformat.ValidationError):
-            return None, {"killed_by": killed_by}, finished
-        run.update(killed_by=killed_by, harvest_timeout=seconds)
-        if run.get("died_at") != len(executed.cells) - 1 or finished.timed_out:
+            return None, dict(blamed), finished
+        run.update(blamed, harvest_timeout=seconds, origin=kept_cells(nb))
+        harvest = len(executed.cells) - 1
+        died, stuck = run.get("died_at") == harvest, run.get("stuck_at") == harvest
+        if not (died or stuck) or finished.timed_out:
             return executed, run, finished
         unharvested = [i for i, e in enumerate(todo) if not oc.outcomes_path(out / "outcomes", e.name).exists()]
         if not unharvested:
             return executed, run, finished
-        killed_by.append(todo[unharvested[0]].name)
-        todo = todo[unharvested[0] + 1:]
+        culprit = todo[unharvested[0]]
+        if died and retried != culprit.name:  # once more, starting with it
+            retried, todo = culprit.name, todo[unharvested[0]:]
+        else:
+            blamed["killed_by" if died else "stuck_by"].append(culprit.name)
+            todo = todo[unharvested[0] + 1:]
         if not todo or time.monotonic() >= deadline:
             return executed, run, finished
 

@@ -157,8 +157,13 @@ def graded_trouble(tmp_path_factory):
     tampered.cells[4].source = f"print({PASS.format(name='square', n=1)!r})"
     stripped = _trouble_notebook()
     stripped.cells = [c for c in stripped.cells if "check" not in c.metadata.get("tags", [])]
+    raises = _trouble_notebook(hang="    raise KeyboardInterrupt", square="    import sys; sys.exit(3)")
+    thread = _trouble_notebook(crash="    import os, threading, time\n    threading.Thread(target=lambda: "
+                                     "(time.sleep(0.5), os._exit(7)), daemon=True).start()\n    return x")
+    thread.cells[7].source = "def after(x):\n    import time; time.sleep(2)\n    return x"
     for student, nb in [("loops", _trouble_notebook(hang="    while True:\n        pass")),
                         ("exits", _trouble_notebook(crash="    import os; os._exit(1)")),
+                        ("raises", raises), ("thread", thread),
                         ("typos", typos), ("tampered", tampered), ("stripped", stripped)]:
         (root / "class" / student).mkdir(parents=True)
         nbformat.write(nb, root / "class" / student / "05_trouble.ipynb")
@@ -182,6 +187,21 @@ def test_a_function_that_kills_its_kernel_fails_its_own_exercise_only(graded_tro
     assert rows["exits", "crash"] == ("failed", "the kernel died while this exercise ran "
                                                 "(os._exit, a crash or out of memory?)")
     assert [rows["exits", name][0] for name in ("hang", "square", "after")] == ["passed"] * 3
+
+
+def test_sys_exit_and_keyboard_interrupt_are_errors_of_their_own_exercise(graded_trouble):
+    rows = graded_trouble["rows"]
+    assert rows["raises", "hang"] == ("failed", "your function raised KeyboardInterrupt [✘ hang: case 1/1 (small) failed]")
+    assert rows["raises", "square"] == ("failed", "your function raised SystemExit: 3 [✘ square: case 1/1 (small) failed]")
+    assert rows["raises", "crash"] == rows["raises", "after"] == ("passed", "")
+
+
+def test_a_kernel_killed_by_an_earlier_exercises_thread_is_retried_before_blaming(graded_trouble):
+    """crash starts a thread that kills the kernel while the (right, slow) after runs: after is run
+    again and passes; crash is blamed only if the kernel dies again while it runs."""
+    rows = graded_trouble["rows"]
+    assert rows["thread", "after"] == ("passed", "") and rows["thread", "square"] == ("passed", "")
+    assert rows["thread", "crash"] in (("passed", ""), ("failed", judge.KILLED))
 
 
 def test_a_misnamed_function_and_a_syntax_error_are_each_blamed_on_their_own_exercise(graded_trouble):

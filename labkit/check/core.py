@@ -199,7 +199,7 @@ def evaluate(fn: Callable, args: tuple, kwargs: dict) -> Outcome:
     call_kwargs = {k: recorder if v is RECORD else clone(v) for k, v in kwargs.items()}
     try:
         value = fn(*call_args, **call_kwargs)
-    except Exception as err:  # noqa: BLE001 - a student's code may raise anything
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - a student's code may raise anything, sys.exit() too
         if is_not_implemented(err):
             return Outcome(not_implemented=True)
         error = traceback.format_exception_only(type(err), err)[-1].strip()

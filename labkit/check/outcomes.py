@@ -247,6 +247,8 @@ def harvest(exercises: dict[str, str], namespace: dict, folder: str | Path, seco
         except _Timeout:
             outcomes += [core.Outcome(error=f"{TIMED_OUT} {seconds} s")] * \
                 (len(checker.inputs()) - len(outcomes))
+        except KeyboardInterrupt:  # raised by the function: this kernel has no one to press stop
+            outcomes += [core.Outcome(error="KeyboardInterrupt")] * (len(checker.inputs()) - len(outcomes))
         finally:
             signal.alarm(0)
             signal.signal(signal.SIGALRM, previous)

@@ -180,6 +180,9 @@ def judge_exercise(ex: Exercise, folder: Path, executed: NotebookNode | None, ru
         return FAILED, _no_outcome(ex, executed, run, finished, limits)
     except oc.MalformedOutcomes as err:
         return FAILED, f"its outcomes were tampered with ({err})"
+    if got is None and run.get("cut"):
+        cut = run["cut"]
+        return FAILED, f"not graded: cell {cut['index'] + 1} {cut['what']}, before {ex.function} was defined"
     if got is None:
         cells = executed.cells if executed is not None else []
         for cell in (c for c in cells if c.cell_type == "code" and defines(c.source, ex.function)):
@@ -225,14 +228,18 @@ def _run_harvest(scratch: Path, name: str, nb: NotebookNode, exercises: list[Exe
     exercise (a thread started by an earlier one may have killed it); if it dies there again, or
     will not stop, it is recorded in ``run['killed_by']`` or ``run['stuck_by']`` and the
     submission runs again for the exercises after it, within the notebook's time limit in all.
+    When one of the notebook's own cells kills or hangs the kernel, it runs again up to that cell
+    (``run['cut']``): what was defined before it is graded.
     """
     work, out = scratch / "work", scratch / "out"
     work.mkdir()
-    deadline, todo, retried = time.monotonic() + limits.notebook, list(exercises), None
+    deadline, todo, retried, cut = time.monotonic() + limits.notebook, list(exercises), None, None
     blamed: dict[str, list[str]] = {"killed_by": [], "stuck_by": []}
+    origin = kept_cells(nb)
     while True:
         seconds = harvest_seconds(todo, limits)
-        nbformat.write(harvest_notebook(nb, todo, limits.cell, modules), work / name)
+        ran = nb if cut is None else nbformat.from_dict({**nb, "cells": nb.cells[:cut["index"]]})
+        nbformat.write(harvest_notebook(ran, todo, limits.cell, modules), work / name)
         (scratch / "job.json").write_text(json.dumps({"notebook": name, "timeout": limits.cell,
                                                       "harvest_timeout": seconds, "out": "../out"}))
         job = "/scratch/job.json" if limits.sandboxed else str(scratch / "job.json")
@@ -245,9 +252,15 @@ def _run_harvest(scratch: Path, name: str, nb: NotebookNode, exercises: list[Exe
             run = run if isinstance(run, dict) else {}
         except (OSError, ValueError, nbformat.ValidationError):
             return None, dict(blamed), finished
-        run.update(blamed, harvest_timeout=seconds, origin=kept_cells(nb))
+        run.update(blamed, harvest_timeout=seconds, origin=origin, cut=cut)
         harvest = len(executed.cells) - 1
         died, stuck = run.get("died_at") == harvest, run.get("stuck_at") == harvest
+        stop = run.get("died_at") if run.get("died_at") is not None else run.get("stuck_at")
+        if cut is None and isinstance(stop, int) and 0 <= stop < harvest and not finished.timed_out:
+            # a cell of the notebook itself killed or hung the kernel: grade what was defined before it
+            cut = {"index": origin[stop], "what": "killed the kernel (os._exit or a crash?)"
+                   if run.get("died_at") is not None else "did not stop when interrupted"}
+            continue
         if not (died or stuck) or finished.timed_out:
             return executed, run, finished
         unharvested = [i for i, e in enumerate(todo) if not oc.outcomes_path(out / "outcomes", e.name).exists()]

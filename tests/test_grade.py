@@ -161,7 +161,10 @@ def graded_trouble(tmp_path_factory):
     thread = _trouble_notebook(crash="    import os, threading, time\n    threading.Thread(target=lambda: "
                                      "(time.sleep(0.5), os._exit(7)), daemon=True).start()\n    return x")
     thread.cells[7].source = "def after(x):\n    import time; time.sleep(2)\n    return x"
+    toplevel = _trouble_notebook()
+    toplevel.cells.insert(5, code("import os; os._exit(1)"))  # after square, before crash and after
     for student, nb in [("loops", _trouble_notebook(hang="    while True:\n        pass")),
+                        ("toplevel", toplevel),
                         ("exits", _trouble_notebook(crash="    import os; os._exit(1)")),
                         ("raises", raises), ("thread", thread),
                         ("typos", typos), ("tampered", tampered), ("stripped", stripped)]:
@@ -202,6 +205,14 @@ def test_a_kernel_killed_by_an_earlier_exercises_thread_is_retried_before_blamin
     rows = graded_trouble["rows"]
     assert rows["thread", "after"] == ("passed", "") and rows["thread", "square"] == ("passed", "")
     assert rows["thread", "crash"] in (("passed", ""), ("failed", judge.KILLED))
+
+
+def test_a_cell_that_kills_the_kernel_leaves_the_exercises_above_it_graded(graded_trouble):
+    rows = graded_trouble["rows"]
+    assert rows["toplevel", "hang"] == rows["toplevel", "square"] == ("passed", "")
+    assert rows["toplevel", "crash"] == ("failed", "not graded: cell 6 killed the kernel (os._exit or a crash?), "
+                                                   "before crash was defined")
+    assert rows["toplevel", "after"][0] == "failed"
 
 
 def test_a_misnamed_function_and_a_syntax_error_are_each_blamed_on_their_own_exercise(graded_trouble):

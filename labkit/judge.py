@@ -202,7 +202,11 @@ def judge_exercise(ex: Exercise, folder: Path, executed: NotebookNode | None, ru
     except oc.MalformedOutcomes as err:
         return FAILED, f"its outcomes were tampered with ({err})"
     except Exception as err:  # noqa: BLE001 - a value the checker cannot even examine
-        return FAILED, f"could not judge the result: {type(err).__name__}: {str(err)[:120]}"
+        returned = sorted({o.value.type_name if isinstance(o.value, oc.Unsupported) else type(o.value).__name__
+                           for o in got if isinstance(o, core.Outcome) and o.ok})
+        sentence = str(err).strip().split("\n")[0].split(". ")[0][:120]
+        return FAILED, (f"could not judge what it returned ({', '.join(returned) or 'nothing'}): "
+                        f"{type(err).__name__}: {sentence}")
     if verdict.status == "passed":
         return PASSED, ""
     if verdict.status == "not implemented":

@@ -157,7 +157,8 @@ def graded_trouble(tmp_path_factory):
     tampered.cells[4].source = f"print({PASS.format(name='square', n=1)!r})"
     stripped = _trouble_notebook()
     stripped.cells = [c for c in stripped.cells if "check" not in c.metadata.get("tags", [])]
-    raises = _trouble_notebook(hang="    raise KeyboardInterrupt", square="    import sys; sys.exit(3)")
+    raises = _trouble_notebook(hang="    raise KeyboardInterrupt", square="    import sys; sys.exit(3)",
+                               crash="    return (y for y in [x])")  # a generator, not a number
     thread = _trouble_notebook(crash="    import os, threading, time\n    threading.Thread(target=lambda: "
                                      "(time.sleep(0.5), os._exit(7)), daemon=True).start()\n    return x")
     thread.cells[7].source = "def after(x):\n    import time; time.sleep(2)\n    return x"
@@ -192,11 +193,13 @@ def test_a_function_that_kills_its_kernel_fails_its_own_exercise_only(graded_tro
     assert [rows["exits", name][0] for name in ("hang", "square", "after")] == ["passed"] * 3
 
 
-def test_sys_exit_and_keyboard_interrupt_are_errors_of_their_own_exercise(graded_trouble):
+def test_sys_exit_keyboard_interrupt_and_an_unjudgeable_value_fail_only_their_own_exercise(graded_trouble):
     rows = graded_trouble["rows"]
     assert rows["raises", "hang"] == ("failed", "your function raised KeyboardInterrupt [✘ hang: case 1/1 (small) failed]")
     assert rows["raises", "square"] == ("failed", "your function raised SystemExit: 3 [✘ square: case 1/1 (small) failed]")
-    assert rows["raises", "crash"] == rows["raises", "after"] == ("passed", "")
+    assert rows["raises", "after"] == ("passed", "")
+    status, detail = rows["raises", "crash"]
+    assert status == "failed" and detail.startswith("could not judge what it returned (generator): "), detail
 
 
 def test_a_kernel_killed_by_an_earlier_exercises_thread_is_retried_before_blaming(graded_trouble):

@@ -132,33 +132,33 @@ def test_grading_refuses_without_a_sandbox_unless_told(tmp_path, capsys, monkeyp
 
 # ------------------------------------------------- trouble: hangs, crashes, typos, tampering
 
-def _trouble_notebook(hang="    return x", crash="    return x", square="    return x * x"):
+def _trouble_notebook(hang="    return x", crash="    return x", square="    return x * x", after="    return x"):
     """Four exercises graded by tests/tiny_checkers.py: hang, square, crash, after."""
     return new_notebook(cells=[
         code(TINY),
         code(f"def hang(x):\n{hang}", "exercise"), code("check.hang(hang)", "check"),
         code(f"def square(x):\n{square}", "exercise"), code("check.square(square)", "check"),
         code(f"def crash(x):\n{crash}", "exercise"), code("check.crash(crash)", "check"),
-        code("def after(x):\n    return x", "exercise"), code("check.after(after)", "check"),
+        code(f"def after(x):\n{after}", "exercise"), code("check.after(after)", "check"),
     ])
 
 
 @pytest.fixture(scope="module")
 def graded_trouble(tmp_path_factory):
-    """Graded in one sandboxed run, 4 s per exercise: an endless loop, a function that kills its
-    kernel, a misnamed function next to a SyntaxError, a check cell edited to print the pass line
-    for a wrong answer, and a copy with every check cell deleted."""
+    """Six submissions graded in one call, 4 s per exercise: an endless loop, a function that kills
+    its kernel, a notebook cell that kills it, a thread that kills it later, the ways a function can
+    raise or be missing, and edited and deleted check cells."""
     root = tmp_path_factory.mktemp("trouble")
     (root / "solutions").mkdir()
     nbformat.write(_trouble_notebook(), root / "solutions" / "05_trouble.ipynb")
-    typos = _trouble_notebook(square="    return x x")
-    typos.cells[1].source = "def hung(x):\n    return x"
-    tampered = _trouble_notebook(square="    return x + x")
-    tampered.cells[4].source = f"print({PASS.format(name='square', n=1)!r})"
-    stripped = _trouble_notebook()
-    stripped.cells = [c for c in stripped.cells if "check" not in c.metadata.get("tags", [])]
-    raises = _trouble_notebook(hang="    raise KeyboardInterrupt", square="    import sys; sys.exit(3)",
-                               crash="    return (y for y in [x])")  # a generator, not a number
+    # one exercise wrong in each way a function can go wrong without hanging or crashing
+    errors = _trouble_notebook(hang="    raise KeyboardInterrupt", square="    import sys; sys.exit(3)",
+                               crash="    return x", after="    return x x")
+    errors.cells[5].source = "def crashed(x):\n    return x"  # misnamed
+    # a wrong square whose check cell prints the pass line; a generator; every other check cell deleted
+    edited = _trouble_notebook(square="    return x + x", crash="    return (y for y in [x])")
+    edited.cells[4].source = f"print({PASS.format(name='square', n=1)!r})"
+    edited.cells = [c for i, c in enumerate(edited.cells) if i == 4 or "check" not in c.metadata.get("tags", [])]
     thread = _trouble_notebook(crash="    import os, threading, time\n    threading.Thread(target=lambda: "
                                      "(time.sleep(0.5), os._exit(7)), daemon=True).start()\n    return x")
     thread.cells[7].source = "def after(x):\n    import time; time.sleep(2)\n    return x"
@@ -167,8 +167,7 @@ def graded_trouble(tmp_path_factory):
     for student, nb in [("loops", _trouble_notebook(hang="    while True:\n        pass")),
                         ("toplevel", toplevel),
                         ("exits", _trouble_notebook(crash="    import os; os._exit(1)")),
-                        ("raises", raises), ("thread", thread),
-                        ("typos", typos), ("tampered", tampered), ("stripped", stripped)]:
+                        ("errors", errors), ("thread", thread), ("edited", edited)]:
         (root / "class" / student).mkdir(parents=True)
         nbformat.write(nb, root / "class" / student / "05_trouble.ipynb")
     files = sorted((root / "class").rglob("*.ipynb"))
@@ -193,12 +192,14 @@ def test_a_function_that_kills_its_kernel_fails_its_own_exercise_only(graded_tro
     assert [rows["exits", name][0] for name in ("hang", "square", "after")] == ["passed"] * 3
 
 
-def test_sys_exit_keyboard_interrupt_and_an_unjudgeable_value_fail_only_their_own_exercise(graded_trouble):
+def test_each_error_is_reported_for_its_own_exercise(graded_trouble):
     rows = graded_trouble["rows"]
-    assert rows["raises", "hang"] == ("failed", "your function raised KeyboardInterrupt [✘ hang: case 1/1 (small) failed]")
-    assert rows["raises", "square"] == ("failed", "your function raised SystemExit: 3 [✘ square: case 1/1 (small) failed]")
-    assert rows["raises", "after"] == ("passed", "")
-    status, detail = rows["raises", "crash"]
+    assert rows["errors", "hang"] == ("failed", "your function raised KeyboardInterrupt [✘ hang: case 1/1 (small) failed]")
+    assert rows["errors", "square"] == ("failed", "your function raised SystemExit: 3 [✘ square: case 1/1 (small) failed]")
+    assert rows["errors", "crash"] == ("not attempted", "no function named crash in the notebook")
+    assert rows["errors", "after"] == ("failed", "SyntaxError: invalid syntax (line 2: `return x x`) "
+                                                 "(in the exercise cell)")
+    status, detail = rows["edited", "crash"]
     assert status == "failed" and detail.startswith("could not judge what it returned (generator): "), detail
 
 
@@ -218,19 +219,11 @@ def test_a_cell_that_kills_the_kernel_leaves_the_exercises_above_it_graded(grade
     assert rows["toplevel", "after"][0] == "failed"
 
 
-def test_a_misnamed_function_and_a_syntax_error_are_each_blamed_on_their_own_exercise(graded_trouble):
-    rows = graded_trouble["rows"]
-    assert rows["typos", "hang"] == ("not attempted", "no function named hang in the notebook")
-    assert rows["typos", "square"] == ("failed", "SyntaxError: invalid syntax (line 2: `return x x`) "
-                                                 "(in the exercise cell)")
-    assert rows["typos", "crash"] == rows["typos", "after"] == ("passed", "")
-
-
 def test_edited_or_deleted_check_cells_change_nothing(graded_trouble):
     rows = graded_trouble["rows"]
-    assert rows["tampered", "square"][0] == "failed"  # its printed pass line is not a verdict
-    assert [rows["stripped", name][0] for name in ("hang", "square", "crash", "after")] == ["passed"] * 4
-    assert rows["stripped", ""] == ("score", "4/4") and graded_trouble["rc"] == 1
+    assert rows["edited", "square"][0] == "failed"  # its printed pass line is not a verdict
+    assert rows["edited", "hang"] == rows["edited", "after"] == ("passed", "")  # their check cells are gone
+    assert rows["edited", ""] == ("score", "2/4") and graded_trouble["rc"] == 1
     assert graded_trouble["untouched"]
 
 

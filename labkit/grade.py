@@ -37,7 +37,6 @@ class ExerciseResult:
 class Execution:
     """A notebook executed in memory: the cells with fresh outputs and what went wrong."""
     nb: NotebookNode
-    timeout: int
     timed_out: set[int] = field(default_factory=set)  # indices of cells that hit the timeout
     died_at: int | None = None  # index of the cell during which the kernel died
     stuck_at: int | None = None  # index of a timed-out cell the kernel did not stop
@@ -59,7 +58,7 @@ def execute_notebook(nb: NotebookNode, cwd: str | Path, timeout: int = 120,
     from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
 
-    run = Execution(copy.deepcopy(nb), timeout)
+    run = Execution(copy.deepcopy(nb))
     for cell in run.nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None

@@ -77,13 +77,9 @@ def _forced(backend_name: str, causal: bool):
     return call
 
 
-def _default(causal: bool):
-    return lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-
-
 def providers(causal: bool, triton: bool) -> list[tuple[str, object]]:
     """(label, fn(q, k, v) -> o) for SDPA default, each forced backend and labkit's Triton."""
-    out = [("SDPA default", _default(causal))]
+    out = [("SDPA default", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=causal))]
     out += [(f"SDPA {label}", _forced(name, causal)) for label, name in FORCED]
     if triton:
         from labkit.kernels import flash_attention_triton

@@ -244,11 +244,9 @@ def harvest(exercises: dict[str, str], namespace: dict, folder: str | Path, seco
             run = checker.prepare(fn) if checker.prepare else fn
             for i, (first, (args, kwargs)) in enumerate(zip(checker.first_of_each(), checker.inputs())):
                 outcomes.append(outcomes[first] if first < i else core.evaluate(run, args, kwargs))
-        except _Timeout:
-            outcomes += [core.Outcome(error=f"{TIMED_OUT} {seconds} s")] * \
-                (len(checker.inputs()) - len(outcomes))
-        except KeyboardInterrupt:  # raised by the function: this kernel has no one to press stop
-            outcomes += [core.Outcome(error="KeyboardInterrupt")] * (len(checker.inputs()) - len(outcomes))
+        except (_Timeout, KeyboardInterrupt) as stop:  # KeyboardInterrupt: raised by the function (no one presses stop here)
+            error = f"{TIMED_OUT} {seconds} s" if isinstance(stop, _Timeout) else "KeyboardInterrupt"
+            outcomes += [core.Outcome(error=error)] * (len(checker.inputs()) - len(outcomes))
         finally:
             signal.alarm(0)
             signal.signal(signal.SIGALRM, previous)

@@ -13,7 +13,6 @@ import importlib
 import json
 import re
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from labkit import sandbox
+from labkit import gradejob, sandbox
 from labkit.check import core
 from labkit.check import outcomes as oc
 from labkit.grade import (COMPILE_ERRORS, FAILED, NOT_ATTEMPTED, PASSED, ExerciseResult, check_labels, compile_error,
@@ -247,7 +246,7 @@ def _run_harvest(scratch: Path, name: str, nb: NotebookNode, exercises: list[Exe
         (scratch / "job.json").write_text(json.dumps({"notebook": name, "timeout": limits.cell,
                                                       "harvest_timeout": seconds, "out": "../out"}))
         job = "/scratch/job.json" if limits.sandboxed else str(scratch / "job.json")
-        finished = sandbox.run([sys.executable, "-m", "labkit.gradejob", job], scratch,
+        finished = sandbox.run(gradejob.command(job), scratch,
                                timeout=max(1, int(deadline - time.monotonic())), memory=limits.memory,
                                sandboxed=limits.sandboxed, hidden=hidden)
         try:

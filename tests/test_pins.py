@@ -71,3 +71,10 @@ def test_make_refuses_an_old_python_before_installing_anything(tmp_path):
     assert run.returncode != 0
     assert "labkit needs Python 3.11, 3.12 or 3.13" in run.stdout and "Python 3.10.12" in run.stdout
     assert not venv.exists()
+
+
+def test_nbformat_does_not_pull_in_the_slow_iri_validator():
+    """Why jsonschema is pinned: with 4.25+ every `import nbformat` builds rfc3987-syntax's parsers."""
+    import importlib.util
+    assert importlib.util.find_spec("rfc3987_syntax") is None, (
+        "rfc3987-syntax is installed (jsonschema >= 4.25?): each process importing nbformat spends ~1.5 s on it")

@@ -161,7 +161,13 @@ def _no_outcome(ex: Exercise, executed: NotebookNode | None, run: dict, finished
     last = [o for o in cells[-1].get("outputs", []) if o.get("output_type") == "error"]
     if (len(cells) - 1) in run.get("timed_out", []):
         return f"not graded: evaluating the exercises took longer than {run.get('harvest_timeout')} s"
-    return f"not graded: the grading cell failed ({_summary(last[0])})" if last else "not graded: no outcome recorded"
+    if not last:
+        return "not graded: no outcome recorded"
+    stopped = [i for i in run.get("timed_out", []) if i < len(cells) - 1]
+    if stopped:  # e.g. `import torch` interrupted halfway: the grading cell's own import then fails
+        return (f"not graded: the grading cell failed ({_summary(last[0])}) after {where(stopped[0])} was stopped "
+                f"at its time limit of {limits.cell} s (an import cut off halfway?): grade again with a longer --timeout")
+    return f"not graded: the grading cell failed ({_summary(last[0])})"
 
 
 def judge_exercise(ex: Exercise, folder: Path, executed: NotebookNode | None, run: dict,

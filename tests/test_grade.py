@@ -145,9 +145,9 @@ def _trouble_notebook(hang="    return x", crash="    return x", square="    ret
 
 @pytest.fixture(scope="module")
 def graded_trouble(tmp_path_factory):
-    """Six submissions graded in one call: an endless loop, a function that kills its kernel, a
+    """Seven submissions graded in one call: an endless loop, a function that kills its kernel, a
     notebook cell that kills it, a thread that kills it later, the ways a function can raise or be
-    missing, and edited and deleted check cells. 10 s per cell and exercise: the setup cell imports
+    missing, edited and deleted check cells, and a cell whose timeout breaks the grading cell. 10 s per cell and exercise: the setup cell imports
     torch, which takes seconds on a loaded machine, and an import cut by the timeout breaks the kernel."""
     root = tmp_path_factory.mktemp("trouble")
     (root / "solutions").mkdir()
@@ -165,7 +165,10 @@ def graded_trouble(tmp_path_factory):
     thread.cells[7].source = "def after(x):\n    import time; time.sleep(2)\n    return x"
     toplevel = _trouble_notebook()
     toplevel.cells.insert(5, code("import os; os._exit(1)"))  # after square, before crash and after
-    for student, nb in [("loops", _trouble_notebook(hang="    while True:\n        pass")),
+    cutoff = _trouble_notebook()  # a cell stopped at the limit breaks labkit's import, as a cut-off `import torch` does
+    cutoff.cells.insert(1, code("import sys, time\ntry:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n"
+                                "    sys.modules['labkit.check.outcomes'] = None\n    raise"))
+    for student, nb in [("loops", _trouble_notebook(hang="    while True:\n        pass")), ("cutoff", cutoff),
                         ("toplevel", toplevel),
                         ("exits", _trouble_notebook(crash="    import os; os._exit(1)")),
                         ("errors", errors), ("thread", thread), ("edited", edited)]:
@@ -184,6 +187,15 @@ def test_an_endless_loop_fails_its_own_exercise_only(graded_trouble):
     rows = graded_trouble["rows"]
     assert rows["loops", "hang"] == ("failed", "timed out: no result within 10 s (an endless loop?)")
     assert [rows["loops", name][0] for name in ("square", "crash", "after")] == ["passed"] * 3
+
+
+def test_a_timeout_that_breaks_the_grading_cell_is_named_with_what_to_do(graded_trouble):
+    rows = graded_trouble["rows"]
+    for name in ("hang", "square", "crash", "after"):
+        assert rows["cutoff", name] == ("failed", (
+            "not graded: the grading cell failed (ModuleNotFoundError: import of labkit.check.outcomes halted; None in "
+            "sys.modules) after cell 2 was stopped at its time limit of 10 s (an import cut off halfway?): "
+            "grade again with a longer --timeout"))
 
 
 def test_a_function_that_kills_its_kernel_fails_its_own_exercise_only(graded_trouble):

@@ -13,7 +13,8 @@ from functools import partial
 import torch
 
 from labkit.check.attention import qkv
-from labkit.check.attention_backward import probe_args, backward_args, compare_grads, p_probes, reference
+from labkit.check.attention_backward import compare_grads, reference
+from labkit.check.attention_backward_probes import backward_args, p_probes, probe_args
 from labkit.check.core import Case, Checker, Probe, agrees, checker, on_course_device
 from labkit.check.tolerance import assert_close
 

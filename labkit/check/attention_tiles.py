@@ -6,10 +6,9 @@ import math
 import torch
 
 from labkit import attention as ref
-from labkit.check.attention import (AXIS, CAUSAL, DIAG, FLIPPED, ROWS, causal_probes, close, input_probes,
-                                    large_scores_probe, nonfinite, output_of, rows_not_one, shown, spread, attends,
-                                    causal_pattern, first_difference, reached, one_hot_values, qkv, rising, tiers,
-                                    weights, weights_probe)
+from labkit.check.attention import (AXIS, CAUSAL, attends, causal_pattern, causal_probes, close, first_difference,
+                                    input_probes, large_scores_probe, nonfinite, one_hot_values, output_of, qkv,
+                                    reached, rising, rows_not_one, shown, spread, tiers, weights, weights_probe)
 from labkit.check.core import Case, Checker, Probe, checker
 
 # ------------------------------------------------ observations on tiles (one-hot values)

@@ -13,9 +13,9 @@ import math
 import torch
 
 from labkit import attention as ref
-from labkit.check.attention import (ROWS, causal_probes, close, nonfinite, not_q_kt, rows_not_one,
-                                    scale_ratio, scale_wrong, shown, spread, attends, causal_pattern,
-                                    first_difference, one_hot_values, qkv, rising, tiers, weights, weights_probe)
+from labkit.check.attention import (ROWS, attends, causal_pattern, causal_probes, first_difference, nonfinite,
+                                    not_q_kt, qkv, rising, rows_not_one, scale_ratio, scale_wrong, tiers, weights,
+                                    weights_probe)
 from labkit.check.attention_tiles import factor_rule, lse_rule, tile_pattern
 from labkit.check.core import Case, Checker, DtypeMismatch, Probe, checker, clone, describe, on_course_device
 from labkit.check.tolerance import assert_close

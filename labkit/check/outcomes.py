@@ -14,7 +14,7 @@ import os
 import re
 import signal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch

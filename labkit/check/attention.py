@@ -82,15 +82,26 @@ def weights(outcome, probe) -> torch.Tensor:
     return output_of(outcome)[:, :probe.args[1].shape[2]]
 
 
+def exact_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor | None = None, causal: bool = False,
+                    scale: float | None = None, dtype: torch.dtype = torch.float64) -> tuple:
+    """(S, P, O, lse) in ``dtype``: S = scale · Q Kᵀ (keys j > i hidden if causal), P = softmax(S), O = P V.
+
+    The attention checkers' one oracle (float64 unless told); O is None without v, and autograd
+    flows through it (the backward checkers' reference)."""
+    q, k = q.to(dtype), k.to(dtype)
+    s = q @ k.transpose(-2, -1) * (1 / math.sqrt(q.shape[-1]) if scale is None else scale)
+    if causal:
+        rows, cols = (torch.arange(n, device=s.device) for n in s.shape[-2:])
+        s = s.masked_fill(ref.causal_mask(rows, cols), -math.inf)
+    p = torch.softmax(s, -1)
+    return s, p, None if v is None else p @ v.to(dtype), torch.logsumexp(s, -1)
+
+
 def reference_weights(probe, scale: float | None = None, causal: bool | None = None) -> torch.Tensor:
     """softmax(scale · q kᵀ, causal mask) in float64, for the probe's inputs and keyword arguments."""
-    q, k = (x.double()[0, 0] for x in probe.args[:2])
-    scale = probe.kwargs.get("scale") if scale is None else scale
-    scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
-    s = q @ k.T * scale
-    if probe.kwargs.get("causal", False) if causal is None else causal:
-        s = s.masked_fill(torch.ones_like(s, dtype=torch.bool).triu(1), -math.inf)
-    return torch.softmax(s, -1)
+    q, k = (x[0, 0] for x in probe.args[:2])
+    causal = probe.kwargs.get("causal", False) if causal is None else causal
+    return exact_attention(q, k, causal=causal, scale=probe.kwargs.get("scale") if scale is None else scale)[1]
 
 
 def close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-4) -> bool:

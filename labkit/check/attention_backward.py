@@ -6,12 +6,11 @@ uses the same reference, comparison and probes on the dK/dV side.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
-from labkit.check.attention import qkv, rising
+from labkit.check.attention import exact_attention, qkv, rising
 from labkit.check.attention_backward_probes import HINTS, P_LSE, TILES, backward_args, dq_probes, p_probes
 from labkit.check.core import Case, Checker, DtypeMismatch, checker, describe
 from labkit.check.tolerance import assert_close
@@ -31,10 +30,7 @@ def reference(do, q, k, v, o=None, lse=None, causal=False, scale=None, block_q=6
     """Autograd through float64 softmax attention (and through the inputs' own dtype for fp16)."""
     def autograd(dtype):
         leaves = [x.detach().to(dtype).requires_grad_() for x in (q, k, v)]
-        s = leaves[0] @ leaves[1].transpose(-2, -1) * (1 / math.sqrt(q.shape[-1]) if scale is None else scale)
-        if causal:
-            s = s.masked_fill(torch.ones(s.shape[-2:], dtype=torch.bool).triu(1), -math.inf)
-        return torch.autograd.grad(torch.softmax(s, -1) @ leaves[2], leaves, do.to(dtype))
+        return torch.autograd.grad(exact_attention(*leaves, causal, scale, dtype=dtype)[2], leaves, do.to(dtype))
     low = q.dtype in (torch.float16, torch.bfloat16)
     return Grads(q.dtype, autograd(torch.float64), autograd(q.dtype) if low else (None,) * 3)
 

@@ -12,27 +12,17 @@ import math
 
 import torch
 
-from labkit.check.attention import qkv
+from labkit.check.attention import exact_attention, qkv
 from labkit.check.core import Probe
 
 # ------------------------------------------------------------------------------- inputs
-
-def exact(q, k, v, causal=False, scale=None):
-    """Float64 S (scaled, masked: keys j > i hidden if causal), P = softmax(S), O = P V and lse."""
-    q, k, v = (x.double() for x in (q, k, v))
-    s = q @ k.transpose(-2, -1) * (1 / math.sqrt(q.shape[-1]) if scale is None else scale)
-    if causal:
-        s = s.masked_fill(torch.ones(s.shape[-2:], dtype=torch.bool).triu(1), -math.inf)
-    p = torch.softmax(s, -1)
-    return s, p, p @ v, torch.logsumexp(s, -1)
-
 
 def backward_args(q, k, v, causal=False, scale=None, *, seed: int, do=None):
     """(do, q, k, v, o, lse): an upstream gradient (random unless given), o (q's dtype) and lse (float32)."""
     if do is None:
         g = torch.Generator().manual_seed(seed)
         do = torch.randn(q.shape, generator=g, dtype=torch.float64).to(q.dtype)
-    _, _, o, lse = exact(q, k, v, causal, scale)
+    _, _, o, lse = exact_attention(q, k, v, causal, scale)
     return do, q, k, v, o.to(q.dtype), lse.float()
 
 
@@ -53,7 +43,7 @@ def _maths(probe):
     """Float64 S, P, lse, dP, D, dS, dq, dk, dv of a probe's inputs (2-D: B = H = 1)."""
     do, q, k, v = (x[0, 0].double() for x in probe.args[:4])
     causal, scale = probe.kwargs.get("causal", False), probe.kwargs.get("scale")
-    s, p, o, lse = exact(q, k, v, causal, scale)
+    s, p, o, lse = exact_attention(q, k, v, causal, scale)
     sc = 1 / math.sqrt(D) if scale is None else scale
     dp = do @ v.T
     d = (do * o).sum(-1, keepdim=True)

@@ -6,9 +6,10 @@ import math
 import torch
 
 from labkit import attention as ref
-from labkit.check.attention import (AXIS, CAUSAL, attends, causal_pattern, causal_probes, close, first_difference,
-                                    input_probes, large_scores_probe, nonfinite, one_hot_values, output_of, qkv,
-                                    reached, rising, rows_not_one, shown, spread, tiers, weights, weights_probe)
+from labkit.check.attention import (AXIS, CAUSAL, attends, causal_pattern, causal_probes, close, exact_attention,
+                                    first_difference, input_probes, large_scores_probe, nonfinite, one_hot_values,
+                                    output_of, qkv, reached, rising, rows_not_one, shown, spread, tiers, weights,
+                                    weights_probe)
 from labkit.check.core import Case, Checker, Probe, checker
 
 # ------------------------------------------------ observations on tiles (one-hot values)
@@ -60,9 +61,8 @@ def _softmax_over_query_tile(o, p):
 
 
 def _scores(p) -> torch.Tensor:
-    q, k = (x.double()[0, 0] for x in p.args[:2])
-    D = q.shape[-1]
-    return q @ k.T * (p.kwargs.get("scale") or 1 / math.sqrt(D))
+    """The probe's float64 scores S = scale · q kᵀ (N_q, N_kv), unmasked."""
+    return exact_attention(p.args[0][0, 0], p.args[1][0, 0], scale=p.kwargs.get("scale"))[0]
 
 
 def tile_factors(o, p, blocks=_blocks) -> torch.Tensor | None:

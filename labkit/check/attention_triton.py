@@ -13,14 +13,14 @@ import math
 import torch
 
 from labkit import attention as ref
-from labkit.check.attention import (ROWS, attends, causal_pattern, causal_probes, first_difference, nonfinite,
-                                    not_q_kt, qkv, rising, rows_not_one, scale_ratio, scale_wrong, tiers, weights,
-                                    weights_probe)
+from labkit.check.attention import (ROWS, attends, causal_pattern, causal_probes, exact_attention, first_difference,
+                                    nonfinite, not_q_kt, qkv, rising, rows_not_one, scale_ratio, scale_wrong, tiers,
+                                    weights, weights_probe)
 from labkit.check.attention_tiles import factor_rule, lse_rule, tile_pattern
 from labkit.check.core import Case, Checker, DtypeMismatch, Probe, checker, clone, describe, on_course_device
 from labkit.check.tolerance import assert_close
+from labkit.kernels.flash_forward import LOG2E
 
-LOG2E = 1.4426950408889634
 SCAFFOLD_BLOCKS = (32, 16)  # the wrapper's (BLOCK_M, BLOCK_N)
 
 
@@ -33,7 +33,7 @@ class _Expected:
 
     def __init__(self, q, k, v, causal=False, scale=None):
         self.dtype = q.dtype
-        self.o, self.lse = ref.flash_attention_forward(q.double(), k.double(), v.double(), causal, scale)
+        _, _, self.o, self.lse = exact_attention(q, k, v, causal, scale)
         self.baseline = ref.naive_attention(q, k, v, causal, scale) if q.dtype != torch.float32 else None
 
 

@@ -24,13 +24,15 @@ from torch.autograd.function import once_differentiable
 from labkit import device
 from labkit.kernels import launch
 from labkit.contracts import check_attention_inputs, check_saved_tensors
-from labkit.kernels.flash_forward import DTYPES, HEAD_DIMS, flash_attention_forward_triton
+from labkit.kernels.flash_forward import DTYPES, HEAD_DIMS, LOG2E, flash_attention_forward_triton
 
 __all__ = ["flash_attention_backward_triton", "FlashAttentionTriton", "flash_attention_triton", "backward_block_sizes"]
 
 if device.HAS_TRITON:
     import triton
     import triton.language as tl
+
+    _LOG2E = tl.constexpr(LOG2E)  # kernels read only constexpr globals
 
     @triton.jit
     def _dot(a, b, acc, DOT_FP32: tl.constexpr, PRECISION: tl.constexpr):
@@ -91,7 +93,7 @@ if device.HAS_TRITON:
                 s_t = tl.where(row_ok[None, :], s_t, float("-inf"))
             if ON_DIAGONAL:  # query i sees key j only if j <= i
                 s_t = tl.where(offs_m[None, :] >= offs_n[:, None], s_t, float("-inf"))
-            p_t = tl.exp2(s_t - lse[None, :] * 1.4426950408889634)  # Pᵀ = exp(Sᵀ·s − lse)
+            p_t = tl.exp2(s_t - lse[None, :] * _LOG2E)  # Pᵀ = exp(Sᵀ·s − lse)
             dv = _dot(p_t.to(do.dtype), do, dv, DOT_FP32, PRECISION)  # dV += Pᵀ dO
             dp_t = _dot(v, tl.trans(do), None, DOT_FP32, PRECISION)  # dPᵀ = V dOᵀ (BLOCK_N, BLOCK_M)
             # dSᵀ = Pᵀ ∘ (dPᵀ − Δ), exactly 0 where masked (a NaN row must not reach masked keys)
@@ -131,7 +133,7 @@ if device.HAS_TRITON:
                     + offs_d[None, :] * stride_vd, mask=col_ok[:, None], other=0.0)  # (BLOCK_N, D)
         dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
         dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
-        qk_scale = scale * 1.4426950408889634  # log2(e): exp(x) = exp2(x · log2(e))
+        qk_scale = scale * _LOG2E  # exp(x) = exp2(x · log2(e))
         lo = 0
         if CAUSAL:  # n_q == n_kv
             # Queries before start_n see none of these keys: those tiles are skipped. The
@@ -215,10 +217,10 @@ if device.HAS_TRITON:
         do = tl.load(DO + off_b * stride_dob + off_h * stride_doh + offs_m[:, None] * stride_dom
                      + offs_d[None, :] * stride_dod, mask=row_ok[:, None], other=0.0)
         lse = tl.load(LSE + off_bh.to(tl.int64) * n_q + offs_m, mask=row_ok, other=0.0)
-        lse = lse * 1.4426950408889634  # natural log -> log2 units, to go with exp2
+        lse = lse * _LOG2E  # natural log -> log2 units, to go with exp2
         delta = tl.load(DELTA + off_bh.to(tl.int64) * n_q + offs_m, mask=row_ok, other=0.0)
         dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
-        qk_scale = scale * 1.4426950408889634
+        qk_scale = scale * _LOG2E
         if CAUSAL:  # n_q == n_kv
             # Keys before start_m: wholly below the diagonal, full tiles, no mask needed.
             dq = _attn_bwd_dq_tiles(

@@ -141,18 +141,18 @@ if device.HAS_TRITON:
             lo = tl.minimum(start_n + BLOCK_N, n_q)
             dk, dv = _attn_bwd_dkdv_tiles(
                 dk, dv, k, v, q_base, do_base, lse_base, delta_base, stride_qm, stride_qd,
-                stride_dom, stride_dod, offs_n, start_n, lo, n_q, qk_scale, HEAD_DIM, BLOCK_M,
-                True, True, DOT_FP32, PRECISION)
+                stride_dom, stride_dod, offs_n, start_n, lo, n_q, qk_scale, HEAD_DIM=HEAD_DIM,
+                BLOCK_M=BLOCK_M, ON_DIAGONAL=True, CHECK_M=True, DOT_FP32=DOT_FP32, PRECISION=PRECISION)
         # Queries from lo on see every key of this block: full tiles, then one ragged tile.
         n_full = lo + (n_q - lo) // BLOCK_M * BLOCK_M
         dk, dv = _attn_bwd_dkdv_tiles(
             dk, dv, k, v, q_base, do_base, lse_base, delta_base, stride_qm, stride_qd,
-            stride_dom, stride_dod, offs_n, lo, n_full, n_q, qk_scale, HEAD_DIM, BLOCK_M,
-            False, False, DOT_FP32, PRECISION)
+            stride_dom, stride_dod, offs_n, lo, n_full, n_q, qk_scale, HEAD_DIM=HEAD_DIM,
+            BLOCK_M=BLOCK_M, ON_DIAGONAL=False, CHECK_M=False, DOT_FP32=DOT_FP32, PRECISION=PRECISION)
         dk, dv = _attn_bwd_dkdv_tiles(
             dk, dv, k, v, q_base, do_base, lse_base, delta_base, stride_qm, stride_qd,
-            stride_dom, stride_dod, offs_n, n_full, n_q, n_q, qk_scale, HEAD_DIM, BLOCK_M,
-            False, True, DOT_FP32, PRECISION)
+            stride_dom, stride_dod, offs_n, n_full, n_q, n_q, qk_scale, HEAD_DIM=HEAD_DIM,
+            BLOCK_M=BLOCK_M, ON_DIAGONAL=False, CHECK_M=True, DOT_FP32=DOT_FP32, PRECISION=PRECISION)
 
         dk = dk * scale  # dK = s · dSᵀ Q
         tl.store(DK + off_b * stride_dkb + off_h * stride_dkh + offs_n[:, None] * stride_dkn
@@ -225,23 +225,23 @@ if device.HAS_TRITON:
             # Keys before start_m: wholly below the diagonal, full tiles, no mask needed.
             dq = _attn_bwd_dq_tiles(
                 dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_kd, stride_vn, stride_vd,
-                offs_m, 0, start_m, n_kv, qk_scale, HEAD_DIM, BLOCK_N, False, False, DOT_FP32,
-                PRECISION)
+                offs_m, 0, start_m, n_kv, qk_scale, HEAD_DIM=HEAD_DIM, BLOCK_N=BLOCK_N, ON_DIAGONAL=False,
+                CHECK_N=False, DOT_FP32=DOT_FP32, PRECISION=PRECISION)
             # Keys on the diagonal; those above it are never visited.
             dq = _attn_bwd_dq_tiles(
                 dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_kd, stride_vn, stride_vd,
-                offs_m, start_m, tl.minimum(start_m + BLOCK_M, n_kv), n_kv, qk_scale, HEAD_DIM,
-                BLOCK_N, True, True, DOT_FP32, PRECISION)
+                offs_m, start_m, tl.minimum(start_m + BLOCK_M, n_kv), n_kv, qk_scale, HEAD_DIM=HEAD_DIM,
+                BLOCK_N=BLOCK_N, ON_DIAGONAL=True, CHECK_N=True, DOT_FP32=DOT_FP32, PRECISION=PRECISION)
         else:
             n_full = n_kv // BLOCK_N * BLOCK_N
             dq = _attn_bwd_dq_tiles(
                 dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_kd, stride_vn, stride_vd,
-                offs_m, 0, n_full, n_kv, qk_scale, HEAD_DIM, BLOCK_N, False, False, DOT_FP32,
-                PRECISION)
+                offs_m, 0, n_full, n_kv, qk_scale, HEAD_DIM=HEAD_DIM, BLOCK_N=BLOCK_N, ON_DIAGONAL=False,
+                CHECK_N=False, DOT_FP32=DOT_FP32, PRECISION=PRECISION)
             dq = _attn_bwd_dq_tiles(
                 dq, q, do, lse, delta, k_base, v_base, stride_kn, stride_kd, stride_vn, stride_vd,
-                offs_m, n_full, n_kv, n_kv, qk_scale, HEAD_DIM, BLOCK_N, False, True, DOT_FP32,
-                PRECISION)
+                offs_m, n_full, n_kv, n_kv, qk_scale, HEAD_DIM=HEAD_DIM, BLOCK_N=BLOCK_N, ON_DIAGONAL=False,
+                CHECK_N=True, DOT_FP32=DOT_FP32, PRECISION=PRECISION)
         dq = dq * scale  # dQ = s · dS K
         tl.store(DQ + off_b * stride_dqb + off_h * stride_dqh + offs_m[:, None] * stride_dqm
                  + offs_d[None, :] * stride_dqd, dq.to(DQ.dtype.element_ty), mask=row_ok[:, None])

@@ -100,25 +100,29 @@ if device.HAS_TRITON:
             lo = start_m * BLOCK_M
             acc, l_i, m_i, n_tiles = _attn_fwd_tiles(
                 acc, l_i, m_i, n_tiles, q, k_base, v_base, stride_kn, stride_kd, stride_vn,
-                stride_vd, offs_m, 0, lo, n_kv, qk_scale, HEAD_DIM, BLOCK_N,
-                False, False, DOT_FP32, PRECISION, COUNT_TILES)
+                stride_vd, offs_m, 0, lo, n_kv, qk_scale, HEAD_DIM=HEAD_DIM, BLOCK_N=BLOCK_N,
+                ON_DIAGONAL=False, CHECK_N=False, DOT_FP32=DOT_FP32, PRECISION=PRECISION,
+                COUNT_TILES=COUNT_TILES)
             # Tiles on the diagonal; those above it are never visited.
             hi = tl.minimum(lo + BLOCK_M, n_kv)
             acc, l_i, m_i, n_tiles = _attn_fwd_tiles(
                 acc, l_i, m_i, n_tiles, q, k_base, v_base, stride_kn, stride_kd, stride_vn,
-                stride_vd, offs_m, lo, hi, n_kv, qk_scale, HEAD_DIM, BLOCK_N,
-                True, True, DOT_FP32, PRECISION, COUNT_TILES)
+                stride_vd, offs_m, lo, hi, n_kv, qk_scale, HEAD_DIM=HEAD_DIM, BLOCK_N=BLOCK_N,
+                ON_DIAGONAL=True, CHECK_N=True, DOT_FP32=DOT_FP32, PRECISION=PRECISION,
+                COUNT_TILES=COUNT_TILES)
         else:
             # Full tiles without bounds checks, then at most one ragged tile with them.
             n_full = (n_kv // BLOCK_N) * BLOCK_N
             acc, l_i, m_i, n_tiles = _attn_fwd_tiles(
                 acc, l_i, m_i, n_tiles, q, k_base, v_base, stride_kn, stride_kd, stride_vn,
-                stride_vd, offs_m, 0, n_full, n_kv, qk_scale, HEAD_DIM, BLOCK_N,
-                False, False, DOT_FP32, PRECISION, COUNT_TILES)
+                stride_vd, offs_m, 0, n_full, n_kv, qk_scale, HEAD_DIM=HEAD_DIM, BLOCK_N=BLOCK_N,
+                ON_DIAGONAL=False, CHECK_N=False, DOT_FP32=DOT_FP32, PRECISION=PRECISION,
+                COUNT_TILES=COUNT_TILES)
             acc, l_i, m_i, n_tiles = _attn_fwd_tiles(
                 acc, l_i, m_i, n_tiles, q, k_base, v_base, stride_kn, stride_kd, stride_vn,
-                stride_vd, offs_m, n_full, n_kv, n_kv, qk_scale, HEAD_DIM, BLOCK_N,
-                False, True, DOT_FP32, PRECISION, COUNT_TILES)
+                stride_vd, offs_m, n_full, n_kv, n_kv, qk_scale, HEAD_DIM=HEAD_DIM, BLOCK_N=BLOCK_N,
+                ON_DIAGONAL=False, CHECK_N=True, DOT_FP32=DOT_FP32, PRECISION=PRECISION,
+                COUNT_TILES=COUNT_TILES)
 
         o = acc / l_i[:, None]
         tl.store(o_base + offs_m[:, None] * stride_om + offs_d[None, :] * stride_od,

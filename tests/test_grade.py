@@ -132,6 +132,22 @@ def test_grading_refuses_without_a_sandbox_unless_told(tmp_path, capsys, monkeyp
 
 # ------------------------------------------------- trouble: hangs, crashes, typos, tampering
 
+def test_unsandboxed_grading_runs_the_same_job_and_judges_the_same(tmp_path):
+    """--unsandboxed (a machine without bubblewrap): the job runs in the scratch folder, verdicts as sandboxed
+    (exit code 1: not everything passed)."""
+    (tmp_path / "solutions").mkdir()
+    (tmp_path / "class" / "ann").mkdir(parents=True)
+    nbformat.write(_trouble_notebook(), tmp_path / "solutions" / "05_trouble.ipynb")
+    nbformat.write(_trouble_notebook(square="    return x + x"), tmp_path / "class" / "ann" / "05_trouble.ipynb")
+    rc, out = _grade_cli([str(tmp_path / "class"), "--unsandboxed", "--csv", str(tmp_path / "grades.csv")],
+                         tmp_path / "solutions")
+    with open(tmp_path / "grades.csv", newline="", encoding="utf-8") as f:
+        rows = {r[1]: r[2] for r in list(csv.reader(f))[1:]}
+    assert (rc, rows) == (1, {"hang": "passed", "square": "failed", "crash": "passed", "after": "passed",
+                              "": "score"}), out
+
+
+
 def _trouble_notebook(hang="    return x", crash="    return x", square="    return x * x", after="    return x"):
     """Four exercises graded by tests/tiny_checkers.py: hang, square, crash, after."""
     return new_notebook(cells=[

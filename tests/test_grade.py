@@ -49,6 +49,12 @@ def _stamp(path):
     return path.read_bytes(), path.stat().st_mtime_ns
 
 
+def _csv_rows(path) -> list[list[str]]:
+    """The rows of a grades CSV, header first."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
 @pytest.fixture(scope="module")
 def graded_class(tmp_path_factory):
     """Three submissions (alice: right; bob: a known mistake and a missing function; carol: a blank
@@ -69,8 +75,7 @@ def graded_class(tmp_path_factory):
     files = [cls / n / "07_x.ipynb" for n in ("alice", "bob", "carol")]
     before = [_stamp(p) for p in files]
     rc, out = _grade_cli([str(cls), "--csv", str(root / "grades.csv")], root / "solutions")
-    with open(root / "grades.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
+    rows = _csv_rows(root / "grades.csv")
     rc_one, out_one = _grade_cli([str(cls / "alice" / "07_x.ipynb")], root / "solutions")
     return dict(rc=rc, out=out, rows=rows, before=before, after=[_stamp(p) for p in files],
                 rc_one=rc_one, out_one=out_one)
@@ -141,8 +146,7 @@ def test_unsandboxed_grading_runs_the_same_job_and_judges_the_same(tmp_path):
     nbformat.write(_trouble_notebook(square="    return x + x"), tmp_path / "class" / "ann" / "05_trouble.ipynb")
     rc, out = _grade_cli([str(tmp_path / "class"), "--unsandboxed", "--csv", str(tmp_path / "grades.csv")],
                          tmp_path / "solutions")
-    with open(tmp_path / "grades.csv", newline="", encoding="utf-8") as f:
-        rows = {r[1]: r[2] for r in list(csv.reader(f))[1:]}
+    rows = {r[1]: r[2] for r in _csv_rows(tmp_path / "grades.csv")[1:]}
     assert (rc, rows) == (1, {"hang": "passed", "square": "failed", "crash": "passed", "after": "passed",
                               "": "score"}), out
 
@@ -197,8 +201,7 @@ def graded_trouble(tmp_path_factory):
     before = [_stamp(p) for p in files]
     rc, out = _grade_cli([str(root / "class"), "--timeout", "4", "--csv", str(root / "grades.csv")],
                          root / "solutions")
-    with open(root / "grades.csv", newline="", encoding="utf-8") as f:
-        rows = {(r[0].split("/")[0], r[1]): (r[2], r[3]) for r in list(csv.reader(f))[1:]}
+    rows = {(r[0].split("/")[0], r[1]): (r[2], r[3]) for r in _csv_rows(root / "grades.csv")[1:]}
     return dict(rc=rc, out=out, rows=rows, untouched=[_stamp(p) for p in files] == before)
 
 

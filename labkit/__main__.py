@@ -31,13 +31,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "student":
-        from labkit.student import cli_student
+        from labkit.grading.student import cli_student
         return cli_student(rest)
     if command == "grade":
-        from labkit.batch import cli_grade
+        from labkit.grading.cli import cli_grade
         return cli_grade(rest)
     if command == "grade-merge":
-        from labkit.batch import cli_merge
+        from labkit.grading.cli import cli_merge
         return cli_merge(rest)
     if command == "bench":
         from labkit.bench import main as bench_main

@@ -10,7 +10,7 @@ import pytest
 
 from labkit import check, elimination
 from labkit.check.core import CHECKERS, evaluate
-from labkit.check.outcomes import encode
+from labkit.grading.outcomes import encode
 from hints import assert_rejected_with_hint
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labkit import course, sandbox, systems
+from labkit import course, systems
+from labkit.grading import sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,8 +25,10 @@ def test_a_clone_finds_its_own_notebooks_and_data():
     assert systems.DATA_DIR.resolve() == ROOT / "data"
 
 
-def test_the_grading_sandbox_hides_the_solved_notebooks():
-    assert course.solved_notebooks().resolve() in sandbox.course_secrets()
+def test_the_grading_sandbox_does_not_see_the_solved_notebooks():
+    solved = course.solved_notebooks().resolve()
+    seen = sandbox.readable_paths(("labkit.check",))
+    assert ROOT / "labkit" in seen and not any(solved == p or p in solved.parents for p in seen), seen
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +70,17 @@ def test_the_wheel_carries_the_notebooks_and_the_data(installed_wheel):
     assert Path(out[1]).is_relative_to(site)
     assert out[2] == sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
     assert out[3] == [48, 48]
+
+
+def test_the_grading_sandbox_hides_the_notebooks_a_wheel_ships(installed_wheel):
+    site, work, env = installed_wheel
+    out = json.loads(_python(
+        "import json; from labkit.grading import sandbox\n"
+        "argv = sandbox.bwrap_argv(['true'], __import__('pathlib').Path('/nonexistent'))\n"
+        "print(json.dumps([[str(p) for p in sandbox.course_secrets()], argv]))", work, env))
+    notebooks = str((site / "labkit" / "course" / "notebooks").resolve())
+    assert out[0] == [notebooks]
+    assert any(out[1][i:i + 2] == ["--tmpfs", notebooks] for i in range(len(out[1])))
 
 
 def test_blank_copies_and_a_solved_notebook_run_from_the_wheel(installed_wheel):

@@ -12,9 +12,11 @@ import shutil
 import nbformat
 import pytest
 
-from labkit import batch, grade, judge, sandbox
 from labkit.check import PASS
-from labkit.student import make_blank
+from labkit.grading import cli as batch
+from labkit.grading import judge, sandbox
+from labkit.grading import notebook as grade
+from labkit.grading.student import make_blank
 from nbformat.v4 import new_notebook
 from nbfactory import code, course
 
@@ -190,7 +192,7 @@ def graded_trouble(tmp_path_factory):
     toplevel.cells.insert(5, code("import os; os._exit(1)"))  # after square, before crash and after
     cutoff = _trouble_notebook()  # a cell stopped at the limit breaks labkit's import, as a cut-off `import torch` does
     cutoff.cells.insert(1, code("import sys, time\ntry:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n"
-                                "    sys.modules['labkit.check.outcomes'] = None\n    raise"))
+                                "    sys.modules['torch'] = None\n    raise"))
     for student, nb in [("loops", _trouble_notebook(hang="    while True:\n        pass")), ("cutoff", cutoff),
                         ("toplevel", toplevel),
                         ("exits", _trouble_notebook(crash="    import os; os._exit(1)")),
@@ -215,7 +217,7 @@ def test_a_timeout_that_breaks_the_grading_cell_is_named_with_what_to_do(graded_
     rows = graded_trouble["rows"]
     for name in ("hang", "square", "crash", "after"):
         assert rows["cutoff", name] == ("failed", (
-            "not graded: the grading cell failed (ModuleNotFoundError: import of labkit.check.outcomes halted; None in "
+            "not graded: the grading cell failed (ModuleNotFoundError: import of torch halted; None in "
             "sys.modules) after cell 2 was stopped at its time limit of 4 s (an import cut off halfway?): "
             "grade again with a longer --timeout"))
 

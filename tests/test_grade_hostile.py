@@ -21,7 +21,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labkit import batch, judge, reuse, sandbox
+from labkit.grading import cli as batch
+from labkit.grading import judge, notebook, reuse, sandbox
+from labkit.grading.registry import exercise
 from labkit.check.core import PASS
 from nbfactory import code, course
 
@@ -197,8 +199,8 @@ def test_mangled_files_are_a_one_line_error_and_the_batch_goes_on(hostile, tmp_p
     }
     for message, text in cases.items():
         (tmp_path / "07_x.ipynb").write_text(text)
-        with pytest.raises(judge.NotGradable, match=message):
-            judge.load_submission(tmp_path / "07_x.ipynb")
+        with pytest.raises(notebook.NotGradable, match=message):
+            notebook.parse_submission(notebook.read_file(tmp_path / "07_x.ipynb"))
 
 
 @pytest.mark.parametrize("name, cell, used", [
@@ -206,7 +208,7 @@ def test_mangled_files_are_a_one_line_error_and_the_batch_goes_on(hostile, tmp_p
     ("safe_softmax", "def safe_softmax(x, dim=-1):\n    return softmax.safe_softmax(x, dim)", "labkit.softmax.safe_softmax"),
     ("safe_softmax", "def safe_softmax(x, dim=-1):\n    return labkit.softmax.safe_softmax(x, dim)", "labkit.softmax.safe_softmax"),
     ("safe_softmax", "def safe_softmax(x, dim=-1):\n    return F.softmax(x, dim)", "torch.nn.functional.softmax"),
-    ("safe_softmax", "def safe_softmax(x, dim=-1):\n    return x.softmax(dim)", ".softmax"),
+    ("safe_softmax", "def safe_softmax(x, dim=-1):\n    return x.softmax(dim)", "x.softmax"),
     ("logsumexp", "from torch import logsumexp as lse\ndef logsumexp(x, dim=-1):\n    return lse(x, dim)", "torch.logsumexp"),
     ("lu_factor", "def lu_factor(A):\n    return scipy.linalg.lu_factor(A)", "scipy.linalg.lu_factor"),
     ("gaussian_elimination", "def gaussian_elimination(A, b):\n    return np.linalg.solve(A, b)", "numpy.linalg.solve"),
@@ -217,16 +219,15 @@ def test_mangled_files_are_a_one_line_error_and_the_batch_goes_on(hostile, tmp_p
 ])
 def test_an_exercise_that_uses_the_function_it_reimplements_is_reported(name, cell, used):
     setup = "import labkit\nimport torch\nimport torch.nn.functional as F\nimport scipy.linalg\nfrom labkit import softmax"
-    assert reuse.reused(name, name, cell, [setup, cell]) == used
+    assert reuse.reused(exercise(name), name, [setup, cell]) == (used, [])
 
 
 def test_the_solved_notebooks_reuse_nothing_they_reimplement():
     for path in sorted((COURSE / "notebooks").glob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
         sources = [c.source for c in nb.cells if c.cell_type == "code"]
-        for ex in judge.exercises_of(nb, None):
-            cell = next((s for s in sources if judge.defines(s, ex.function)), "")
-            assert reuse.reused(ex.name, ex.function, cell, sources) is None, (path.name, ex.name)
+        for ex in notebook.exercises_of(nb, None):
+            assert reuse.reused(exercise(ex.name), ex.function, sources) == (None, []), (path.name, ex.name)
 
 
 def test_shards_split_the_sorted_list_and_merge_joins_them(tmp_path, capsys):
@@ -250,4 +251,4 @@ def test_shards_split_the_sorted_list_and_merge_joins_them(tmp_path, capsys):
                          "    return torch.autograd.functional.jacobian(torch.softmax, p)"),
 ])
 def test_the_new_exercises_report_the_function_they_reimplement(name, cell):
-    assert reuse.reused(name, name, cell, [cell]) is not None
+    assert reuse.reused(exercise(name), name, [cell])[0] is not None

@@ -68,3 +68,17 @@ def test_no_private_names_imported_from_another_module(mod):
     private = [f"{target}.{n}" for target, names in _imports(MODULES[mod]) for n in names
                if n.startswith("_") and not n.startswith("__")]
     assert not private, private
+
+
+TOOLS = ("labkit.grading", "labkit.check", "labkit.bench")
+# what students' notebooks import for the course's content: everything but the tools, the command
+# line and compile-check (a tool beside the kernels, which reads the machine through labkit.bench)
+COURSE_MODULES = sorted(m for m in MODULES if not m.startswith(TOOLS) and m not in
+                        ("labkit.__main__", "labkit.kernels.compile_check"))
+
+
+@pytest.mark.parametrize("mod", COURSE_MODULES)
+def test_course_modules_never_import_grading_checkers_or_benchmarks(mod):
+    imported = [target for target, names in _imports(MODULES[mod])
+                for t in [target] + [f"{target}.{n}" for n in names] if t.startswith(TOOLS)]
+    assert not imported, imported

@@ -135,6 +135,7 @@ class Outcome:
     not_implemented: bool = False
     modified: bool = False  # changed one of its inputs in place
     calls: list = field(default_factory=list)  # arguments of each call of a RECORD callback
+    timed_out: bool = False  # cut off by the grader's time limit before it returned
 
     @property
     def ok(self) -> bool:
@@ -233,6 +234,7 @@ class Verdict:
     status: str  # "passed", "not implemented" or "failed"
     message: str
     hint: str = ""
+    raised: str = ""  # what the student's function raised on the failed case ("ZeroDivisionError: ...")
 
 
 @dataclass
@@ -296,7 +298,7 @@ class Checker:
                     raised += ["  " + line for line in got.frames.split("\n")]
                 hint = self.diagnose(outcome) or case.hint or \
                     "run your function on these inputs to see where it breaks"
-                return Verdict("failed", "\n".join(head + raised), hint)
+                return Verdict("failed", "\n".join(head + raised), hint, raised=got.error)
             if got.modified:
                 return Verdict("failed", "\n".join(head + ["  your function modified its input in place"]),
                                "work on a copy (x.clone(), A.copy()): the caller's arrays must not change in place")

@@ -1,18 +1,20 @@
 """Outcomes as safe data: what a student's functions did, carried from their kernel to the grader.
 
 The grader never runs student code and never reads a verdict from printed text. In the
-student's kernel, :func:`harvest` evaluates each exercise's function on its checker's inputs
-(``core.evaluate`` after ``prepare``) and saves the :class:`~labkit.check.core.Outcome` s with
-``torch.save`` as nested dicts and lists of tensors and plain values (:func:`encode`). The grader
-loads them with ``torch.load(weights_only=True)`` (no arbitrary pickle: :func:`load_outcomes`)
-and judges them with the same ``Checker.judge`` the notebook's own check uses.
+student's kernel, ``labkit.grading.harvest`` evaluates each exercise's function on its checker's
+inputs and saves the :class:`~labkit.check.core.Outcome` s with :func:`save_outcomes`: nested
+dicts and lists of plain tensors and values (:func:`encode`). The grader reads the file's bytes
+under a size cap and decodes them with ``torch.load(weights_only=True)`` (no arbitrary pickle:
+:func:`load_outcomes`), then checks every tensor before any arithmetic touches it: contiguous,
+its own storage exactly, a numeric dtype, at most ``MAX_ELEMENTS`` elements. A stride-0 or
+oversized tensor is refused with the reason, never expanded.
 """
 from __future__ import annotations
 
 import collections
+import io
 import os
 import re
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,10 @@ import torch
 FORMAT = "labkit-outcomes/1"
 MAX_DEPTH = 16  # deeper structures are not a course answer
 MAX_TEXT = 20_000  # characters kept of a string
-MAX_FILE = 2 << 30  # bytes: a larger outcomes file is refused
+MAX_FILE = 64 << 20  # bytes: a larger outcomes file is refused
+MAX_ELEMENTS = 1 << 24  # elements of one tensor or array (a course answer has far fewer)
+DTYPES = {torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16, torch.bfloat16,
+          torch.float32, torch.float64, torch.complex64, torch.complex128}
 _NUMPY_KINDS = "biufc"  # bool, ints, floats, complex: every byte layout torch can carry as uint8
 
 
@@ -39,13 +44,16 @@ class Unsupported:
         return isinstance(other, Unsupported) and other.type_name == self.type_name
 
 
+TIMED_OUT = "TimeoutError: no result within"  # the error of an input the time limit cut off
+
+
 class MalformedOutcomes(ValueError):
     """An outcomes file that is not what :func:`harvest` writes (tampered with, or truncated)."""
 
 
 # ------------------------------------------------------------------------------ encoding
 
-def _type_name(x: Any) -> str:
+def type_name(x: Any) -> str:
     name = getattr(type(x), "__qualname__", None)
     return name[:80] if isinstance(name, str) else "object"
 
@@ -85,7 +93,7 @@ def encode(x: Any, depth: int = 0) -> Any:
                 "scalar": isinstance(x, np.generic)}
     if isinstance(x, tuple) and isinstance(getattr(type(x), "_fields", None), tuple):
         fields = [str(f) for f in type(x)._fields]
-        return {"namedtuple": _type_name(x), "fields": fields,
+        return {"namedtuple": type_name(x), "fields": fields,
                 "items": [encode(v, depth + 1) for v in tuple.__iter__(x)]}
     if type(x) is tuple:
         return {"tuple": [encode(v, depth + 1) for v in x]}
@@ -96,7 +104,7 @@ def encode(x: Any, depth: int = 0) -> Any:
     for plain in (int, float, str):  # subclasses (np.float64 is caught above)
         if isinstance(x, plain):
             return encode(plain(x), depth)
-    return {"unsupported": _type_name(x)}
+    return {"unsupported": type_name(x)}
 
 
 def decode(x: Any, depth: int = 0) -> Any:
@@ -112,12 +120,21 @@ def decode(x: Any, depth: int = 0) -> Any:
         raise MalformedOutcomes(f"unexpected {type(x).__name__}")
     tag = next(iter(x))
     if tag == "tensor" and type(x.get("tensor")) is torch.Tensor and len(x) == 1:
-        return x["tensor"]
+        return checked_tensor(x["tensor"])
     if tag == "ndarray" and set(x) == {"ndarray", "dtype", "shape", "scalar"}:
-        dtype = np.dtype(str(x["dtype"]))
-        if dtype.kind not in _NUMPY_KINDS or x["ndarray"].dtype != torch.uint8:
+        try:
+            dtype = np.dtype(str(x["dtype"]))
+        except TypeError:
+            raise MalformedOutcomes(f"numpy dtype {str(x['dtype'])[:20]!r}") from None
+        raw = checked_tensor(x["ndarray"])
+        if dtype.kind not in _NUMPY_KINDS or dtype.fields is not None or raw.dtype != torch.uint8:
             raise MalformedOutcomes(f"numpy dtype {dtype}")
-        a = np.frombuffer(x["ndarray"].numpy().tobytes(), dtype=dtype).reshape([int(n) for n in x["shape"]])
+        if type(x["shape"]) is not list or not all(type(n) is int and 0 <= n <= MAX_ELEMENTS for n in x["shape"]):
+            raise MalformedOutcomes("numpy shape")
+        count = int(np.prod(x["shape"], dtype=np.int64))
+        if count * dtype.itemsize != raw.numel():
+            raise MalformedOutcomes(f"an array of shape {tuple(x['shape'])} does not fit its {raw.numel()} bytes")
+        a = np.frombuffer(raw.numpy().tobytes(), dtype=dtype).reshape(x["shape"])
         return a[()] if x["scalar"] else a.copy()
     if tag == "tuple" and len(x) == 1 and type(x["tuple"]) is list:
         return tuple(decode(v, depth + 1) for v in x["tuple"])
@@ -140,123 +157,89 @@ def decode(x: Any, depth: int = 0) -> Any:
     raise MalformedOutcomes(f"unknown tag {str(tag)[:40]!r}")
 
 
+def checked_tensor(t: torch.Tensor) -> torch.Tensor:
+    """``t`` if it is what :func:`encode` writes (a plain, contiguous tensor that owns exactly its
+    storage, of a numeric dtype and a bounded size); MalformedOutcomes naming what is wrong."""
+    if t.layout != torch.strided or t.is_quantized or t.device.type != "cpu":
+        raise MalformedOutcomes(f"a tensor with layout {t.layout} on {t.device.type}")
+    if t.dtype not in DTYPES:
+        raise MalformedOutcomes(f"a tensor of dtype {t.dtype}")
+    if t.numel() > MAX_ELEMENTS:
+        raise MalformedOutcomes(f"a tensor of {t.numel()} elements (more than {MAX_ELEMENTS})")
+    if not t.is_contiguous() or t.storage_offset() != 0 or \
+            t.untyped_storage().nbytes() != t.numel() * t.element_size():
+        raise MalformedOutcomes(f"a tensor of shape {tuple(t.shape)} whose size does not match its storage "
+                                f"({t.untyped_storage().nbytes()} bytes)")
+    return t
+
+
+_FIELDS = {"value", "error", "frames", "not_implemented", "modified", "calls", "timed_out"}
+
+
 def encode_outcome(o: Any) -> dict:
     """A core.Outcome as a dict of encoded fields."""
     return {"value": encode(o.value), "error": str(o.error)[:MAX_TEXT], "frames": str(o.frames)[:MAX_TEXT],
             "not_implemented": bool(o.not_implemented), "modified": bool(o.modified),
-            "calls": encode(list(o.calls))}
+            "calls": encode(list(o.calls)), "timed_out": bool(o.timed_out)}
 
 
 def decode_outcome(d: Any) -> Any:
     from labkit.check.core import Outcome
-    if type(d) is not dict or set(d) != {"value", "error", "frames", "not_implemented", "modified", "calls"}:
+    if type(d) is not dict or set(d) != _FIELDS:
         raise MalformedOutcomes("not an outcome")
     calls = decode(d["calls"])
     if type(calls) is not list or type(d["error"]) is not str or type(d["frames"]) is not str:
         raise MalformedOutcomes("not an outcome")
     return Outcome(value=decode(d["value"]), error=d["error"], frames=d["frames"],
-                   not_implemented=d["not_implemented"] is True, modified=d["modified"] is True, calls=calls)
+                   not_implemented=d["not_implemented"] is True, modified=d["modified"] is True, calls=calls,
+                   timed_out=d["timed_out"] is True)
 
 
 # ----------------------------------------------------------------------------- files
 
-def outcomes_path(folder: str | Path, name: str) -> Path:
+def outcomes_name(name: str) -> str:
+    """The file name of an exercise's outcomes ('safe_softmax.pt')."""
     if not re.fullmatch(r"\w+", name):
         raise ValueError(f"not an exercise name: {name!r}")
-    return Path(folder) / f"{name}.pt"
+    return f"{name}.pt"
 
 
 def save_outcomes(folder: str | Path, name: str, outcomes: list | None, note: str = "") -> Path:
-    """Write one exercise's outcomes (None: the function is missing; ``note`` says why)."""
-    path = outcomes_path(folder, name)
+    """Write one exercise's outcomes (None: the function is missing; ``note`` says why).
+
+    Whatever stands at the path (a link, a FIFO a cell left there) is removed first."""
+    path = Path(folder) / outcomes_name(name)
     data = {"format": FORMAT, "name": name, "note": note[:MAX_TEXT],
             "outcomes": None if outcomes is None else [encode_outcome(o) for o in outcomes]}
-    torch.save(data, path)
+    buffer = io.BytesIO()
+    torch.save(data, buffer)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(buffer.getvalue())
     return path
 
 
-def load_outcomes(folder: str | Path, name: str) -> tuple[list | None, str]:
-    """(outcomes or None when the function was missing, note) of one exercise, loaded safely.
-
-    Raises FileNotFoundError when the kernel wrote nothing for it, MalformedOutcomes when the
-    file is not one :func:`save_outcomes` writes.
-    """
-    path = outcomes_path(folder, name)
-    if path.stat().st_size > MAX_FILE:
-        raise MalformedOutcomes(f"{path.name} is larger than {MAX_FILE >> 20} MiB")
+def load_outcomes(data: bytes, name: str) -> tuple[list | None, str]:
+    """(outcomes or None when the function was missing, note) of one exercise, from the bytes of
+    its file; MalformedOutcomes when they are not what :func:`save_outcomes` writes."""
+    if len(data) > MAX_FILE:
+        raise MalformedOutcomes(f"{outcomes_name(name)} is larger than {MAX_FILE >> 20} MiB")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
+        loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - anything the safe unpickler refuses
-        raise MalformedOutcomes(f"{path.name} is not a safe outcomes file ({type(err).__name__})") from None
-    if type(data) is not dict or data.get("format") != FORMAT or data.get("name") != name:
-        raise MalformedOutcomes(f"{path.name} is not a {FORMAT} file for {name}")
-    note = data.get("note") if type(data.get("note")) is str else ""
-    if data.get("outcomes") is None:
+        raise MalformedOutcomes(f"{outcomes_name(name)} is not a safe outcomes file ({type(err).__name__})") from None
+    if type(loaded) is not dict or loaded.get("format") != FORMAT or loaded.get("name") != name:
+        raise MalformedOutcomes(f"{outcomes_name(name)} is not a {FORMAT} file for {name}")
+    note = loaded.get("note") if type(loaded.get("note")) is str else ""
+    if loaded.get("outcomes") is None:
         return None, note
-    if type(data["outcomes"]) is not list:
+    if type(loaded["outcomes"]) is not list:
         raise MalformedOutcomes("outcomes is not a list")
-    return [decode_outcome(d) for d in data["outcomes"]], note
-
-
-# ----------------------------------------------------------- in the student's kernel
-
-class _Timeout(BaseException):
-    pass
-
-
-TIMED_OUT = "TimeoutError: no result within"  # the error of an input the time limit cut off
-
-
-def harvest(exercises: dict[str, str], namespace: dict, folder: str | Path, seconds: int = 120,
-            modules: tuple[str, ...] = ("labkit.check",)) -> None:
-    """In the student's kernel: for each ``{checker name: function name}``, evaluate the student's
-    function on the checker's inputs and save the outcomes (one file per exercise).
-
-    A missing function is saved as None; each exercise gets ``seconds`` (SIGALRM), after which
-    its remaining inputs are recorded as timed out.
-    """
-    import importlib
-
-    from labkit.check import core
-    for module in modules:
-        importlib.import_module(module)
-    os.makedirs(folder, exist_ok=True)
-
-    def alarm(*_):
-        raise _Timeout
-    for name, fn_name in exercises.items():
-        if name not in core.CHECKERS:  # the grader reports it
-            continue
-        fn = namespace.get(fn_name)
-        if fn is None:
-            save_outcomes(folder, name, None, f"no function named {fn_name} in the notebook")
-            continue
-        if not callable(fn):
-            save_outcomes(folder, name, None, f"{fn_name} is a {_type_name(fn)}, not a function")
-            continue
-        checker = core.CHECKERS[name]()
-        outcomes: list = []
-        previous = signal.signal(signal.SIGALRM, alarm)
-        signal.alarm(max(1, int(seconds)))
-        try:
-            run = checker.prepare(fn) if checker.prepare else fn
-            for i, (first, (args, kwargs)) in enumerate(zip(checker.first_of_each(), checker.inputs())):
-                outcomes.append(outcomes[first] if first < i else core.evaluate(run, args, kwargs))
-        except (_Timeout, KeyboardInterrupt) as stop:  # KeyboardInterrupt: raised by the function (no one presses stop here)
-            error = f"{TIMED_OUT} {seconds} s" if isinstance(stop, _Timeout) else "KeyboardInterrupt"
-            outcomes += [core.Outcome(error=error)] * (len(checker.inputs()) - len(outcomes))
-        finally:
-            signal.alarm(0)
-            signal.signal(signal.SIGALRM, previous)
-        save_outcomes(folder, name, outcomes)
-
-
-def harvest_cell(exercises: dict[str, str], folder: str, seconds: int, modules: tuple[str, ...]) -> str:
-    """The source of the one cell the grader appends after a submission's cells."""
-    return (f"import labkit.check.outcomes as _labkit_outcomes\n"
-            f"_labkit_outcomes.harvest({exercises!r}, globals(), {folder!r}, {int(seconds)}, {tuple(modules)!r})")
+    return [decode_outcome(d) for d in loaded["outcomes"]], note
 
 
 def judge_outcomes(checker: Any, outcomes: list) -> Any:

@@ -1,5 +1,6 @@
-"""Tests for labkit.check.outcomes: outcomes survive torch.save / torch.load(weights_only=True)
-exactly, anything else is refused, and the harvest records missing, blank and working functions."""
+"""Tests for labkit.grading.outcomes and .harvest: outcomes survive torch.save /
+torch.load(weights_only=True) exactly, anything else is refused (tensors checked before any
+arithmetic), and the harvest records missing, blank and working functions."""
 from __future__ import annotations
 
 import collections
@@ -10,7 +11,8 @@ import pytest
 import torch
 
 from labkit.check import core
-from labkit.check import outcomes as oc
+from labkit.grading import harvest
+from labkit.grading import outcomes as oc
 
 Pair = collections.namedtuple("Pair", ["m", "d"])
 
@@ -67,15 +69,19 @@ def test_other_types_become_an_unsupported_marker_that_fails_the_judgement(tmp_p
     assert "too deep" in repr(oc.decode(oc.encode(deep)))  # a marker, not a RecursionError
 
 
+def _read(folder, name):
+    return oc.load_outcomes((folder / oc.outcomes_name(name)).read_bytes(), name)
+
+
 def test_outcomes_files_round_trip_and_arbitrary_pickles_are_refused(tmp_path):
     o = core.Outcome(value=Pair(np.ones(2), torch.ones(2)), calls=[torch.ones(1), (1, 2)], modified=True)
     oc.save_outcomes(tmp_path, "merge_states", [o, core.Outcome(not_implemented=True),
-                                                core.Outcome(error="ValueError: no", frames="line 1")])
-    got, note = oc.load_outcomes(tmp_path, "merge_states")
-    assert note == "" and len(got) == 3 and got[0].modified and got[1].not_implemented
+                                                core.Outcome(error="ValueError: no", frames="line 1", timed_out=True)])
+    got, note = _read(tmp_path, "merge_states")
+    assert note == "" and len(got) == 3 and got[0].modified and got[1].not_implemented and got[2].timed_out
     assert _same(o.value, got[0].value) and _same(o.calls, got[0].calls) and got[2].error == "ValueError: no"
     oc.save_outcomes(tmp_path, "lu_factor", None, "no function named lu_factor")
-    assert oc.load_outcomes(tmp_path, "lu_factor") == (None, "no function named lu_factor")
+    assert _read(tmp_path, "lu_factor") == (None, "no function named lu_factor")
 
     class Evil:
         def __reduce__(self):
@@ -85,11 +91,49 @@ def test_outcomes_files_round_trip_and_arbitrary_pickles_are_refused(tmp_path):
     torch.save({"format": oc.FORMAT, "name": "other", "note": "", "outcomes": []}, tmp_path / "wrong.pt")
     for name in ("evil", "fake", "wrong"):
         with pytest.raises(oc.MalformedOutcomes):
-            oc.load_outcomes(tmp_path, name)
-    with pytest.raises(FileNotFoundError):
-        oc.load_outcomes(tmp_path, "absent")
+            _read(tmp_path, name)
+    with pytest.raises(oc.MalformedOutcomes, match="larger than"):
+        oc.load_outcomes(b"x" * (oc.MAX_FILE + 1), "big")
     with pytest.raises(ValueError):
-        oc.outcomes_path(tmp_path, "../x")
+        oc.outcomes_name("../x")
+
+
+def test_saving_replaces_a_link_left_at_the_path_instead_of_following_it(tmp_path):
+    target = tmp_path / "outside.txt"
+    target.write_text("canary")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "double.pt").symlink_to(target)
+    oc.save_outcomes(tmp_path / "out", "double", None, "x")
+    assert target.read_text() == "canary" and not (tmp_path / "out" / "double.pt").is_symlink()
+
+
+def _file_with(value) -> bytes:
+    import io
+    buffer = io.BytesIO()
+    torch.save({"format": oc.FORMAT, "name": "t", "note": "", "outcomes": [
+        {"value": value, "error": "", "frames": "", "not_implemented": False, "modified": False, "calls": [],
+         "timed_out": False}]}, buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("tensor, reason", [
+    (torch.zeros(1).expand(1 << 25), "more than"),  # 4 bytes that a copy would make 128 MiB
+    (torch.zeros(8)[::2], "does not match its storage"),  # a view: only what encode writes is accepted
+    (torch.zeros(4)[1:], "does not match its storage"),
+    (torch.zeros(2, dtype=torch.float8_e4m3fn), "dtype"),
+    (torch.zeros(3).as_strided((2, 2), (0, 1)), "does not match its storage"),
+])
+def test_tensors_are_checked_before_any_arithmetic(tensor, reason):
+    with pytest.raises(oc.MalformedOutcomes, match=reason):
+        oc.load_outcomes(_file_with({"tensor": tensor}), "t")
+
+
+def test_an_array_must_fit_its_bytes():
+    raw = torch.zeros(16, dtype=torch.uint8)
+    with pytest.raises(oc.MalformedOutcomes, match="does not fit"):
+        oc.load_outcomes(_file_with({"ndarray": raw, "dtype": "<f8", "shape": [1 << 20], "scalar": False}), "t")
+    got, _ = oc.load_outcomes(_file_with({"ndarray": raw, "dtype": "<f8", "shape": [2], "scalar": False}), "t")
+    assert got[0].value.shape == (2,)
 
 
 def test_the_harvest_records_each_exercise_for_the_grader_to_judge(tmp_path):
@@ -98,14 +142,14 @@ def test_the_harvest_records_each_exercise_for_the_grader_to_judge(tmp_path):
 
     def logsumexp(x, dim=-1):
         raise NotImplementedError("Exercise 2.2")
-    oc.harvest({"safe_softmax": "safe_softmax", "logsumexp": "logsumexp", "naive_softmax": "naive_softmax",
-                "no_such_checker": "f"}, {"safe_softmax": safe_softmax, "logsumexp": logsumexp, "f": abs}, tmp_path)
-    assert not oc.outcomes_path(tmp_path, "no_such_checker").exists()  # the grader says there is no such checker
+    harvest.harvest({"safe_softmax": "safe_softmax", "logsumexp": "logsumexp", "naive_softmax": "naive_softmax",
+                     "no_such_checker": "f"}, {"safe_softmax": safe_softmax, "logsumexp": logsumexp, "f": abs}, tmp_path)
+    assert not (tmp_path / oc.outcomes_name("no_such_checker")).exists()  # the grader says there is no such checker
     checker = core.CHECKERS["safe_softmax"]()
-    got, _ = oc.load_outcomes(tmp_path, "safe_softmax")
+    got, _ = _read(tmp_path, "safe_softmax")
     assert oc.judge_outcomes(checker, got).status == "passed"
-    got, _ = oc.load_outcomes(tmp_path, "logsumexp")
+    got, _ = _read(tmp_path, "logsumexp")
     assert oc.judge_outcomes(core.CHECKERS["logsumexp"](), got).status == "not implemented"
-    assert oc.load_outcomes(tmp_path, "naive_softmax") == (None, "no function named naive_softmax in the notebook")
+    assert _read(tmp_path, "naive_softmax") == (None, "no function named naive_softmax in the notebook")
     with pytest.raises(oc.MalformedOutcomes):
         oc.judge_outcomes(checker, got[:1])

@@ -1,4 +1,4 @@
-"""Blank copies of the solved notebooks (grading lives in ``labkit.grade``).
+"""Blank copies of the solved notebooks (the rest of grading is in ``labkit.grading``).
 
 ``python -m labkit student SRC [DEST]`` replaces every answer between ``### BEGIN SOLUTION`` and
 ``### END SOLUTION`` by ``raise NotImplementedError("Exercise N.k: ...")``, never overwriting a

@@ -1,0 +1,122 @@
+"""The harvest: in the student's kernel, after the submission's cells, evaluate each exercise's
+function on its checker's inputs and save what it did as data (``labkit.grading.outcomes``).
+
+The grader appends one cell, :func:`harvest_cell`. It first undoes what the student's cells can
+have done to the imports: every labkit module (and every extra checker module) is dropped from
+``sys.modules`` and loaded again from its read-only file by its absolute path, with ``sys.path``
+cleared of the sandbox's writable folders and ``sys.meta_path`` back to the installation's own
+finders. So a cell that replaced ``labkit.grading.harvest.harvest``, a checker, ``core.evaluate``
+or a reference, or planted a fake ``labkit`` in the working folder, changes nothing that is
+evaluated. What a cell does to Python itself or to torch in memory is not undone (README).
+Introduced for ``python -m labkit grade``.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+from pathlib import Path
+
+from labkit.check import core
+from labkit.grading.outcomes import TIMED_OUT, save_outcomes, type_name
+
+
+class _Timeout(BaseException):
+    pass
+
+
+def harvest(exercises: dict[str, str], namespace: dict, folder: str | Path, seconds: int = 120,
+            modules: tuple[str, ...] = ("labkit.check",)) -> None:
+    """For each ``{checker name: function name}``, evaluate the student's function on the checker's
+    inputs and save the outcomes (one file per exercise).
+
+    A missing function is saved as None; each exercise gets ``seconds`` (SIGALRM), after which
+    its remaining inputs are recorded as timed out.
+    """
+    for module in modules:
+        importlib.import_module(module)
+    os.makedirs(folder, exist_ok=True)
+
+    def alarm(*_):
+        raise _Timeout
+    for name, fn_name in exercises.items():
+        if name not in core.CHECKERS:  # the grader reports it
+            continue
+        fn = namespace.get(fn_name)
+        if fn is None:
+            save_outcomes(folder, name, None, f"no function named {fn_name} in the notebook")
+            continue
+        if not callable(fn):
+            save_outcomes(folder, name, None, f"{fn_name} is a {type_name(fn)}, not a function")
+            continue
+        checker = core.CHECKERS[name]()
+        outcomes: list = []
+        previous = signal.signal(signal.SIGALRM, alarm)
+        signal.alarm(max(1, int(seconds)))
+        try:
+            run = checker.prepare(fn) if checker.prepare else fn
+            for i, (first, (args, kwargs)) in enumerate(zip(checker.first_of_each(), checker.inputs())):
+                outcomes.append(outcomes[first] if first < i else core.evaluate(run, args, kwargs))
+        except (_Timeout, KeyboardInterrupt) as stop:  # KeyboardInterrupt: raised by the function (no one presses stop here)
+            timed_out = isinstance(stop, _Timeout)
+            error = f"{TIMED_OUT} {seconds} s" if timed_out else "KeyboardInterrupt"
+            outcomes += [core.Outcome(error=error, timed_out=timed_out)] * (len(checker.inputs()) - len(outcomes))
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
+        save_outcomes(folder, name, outcomes)
+
+
+_BOOTSTRAP = '''def _labkit_grade(namespace):
+    import importlib.util, os, sys
+    writable = ("/scratch", "/tmp", "/dev/shm", os.getcwd(), os.path.expanduser("~"))
+    roots = {roots!r}
+    for name in [m for m in list(sys.modules) if m.split(".")[0] in roots]:
+        del sys.modules[name]
+    sys.path[:] = [p for p in sys.path if p and not os.path.abspath(p).startswith(writable)]
+    sys.path_importer_cache.clear()
+
+    def installed(finder):
+        cls = finder if isinstance(finder, type) else type(finder)
+        home = sys.modules.get(cls.__module__)
+        where = os.path.realpath(getattr(home, "__file__", None) or "")
+        return getattr(home, cls.__qualname__, None) is cls and (
+            cls.__module__ in ("_frozen_importlib", "_frozen_importlib_external")
+            or where.startswith(tuple(os.path.realpath(p) for p in (sys.prefix, sys.base_prefix))))
+    sys.meta_path[:] = [f for f in sys.meta_path if installed(f)]
+    for name, origin, package in {origins!r}:
+        spec = importlib.util.spec_from_file_location(
+            name, origin, submodule_search_locations=[os.path.dirname(origin)] if package else None)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    from labkit.grading import harvest
+    harvest.harvest({exercises!r}, namespace, {folder!r}, {seconds!r}, {modules!r})
+
+
+_labkit_grade(globals())
+'''
+
+
+def origins(modules: tuple[str, ...]) -> list[tuple[str, str, bool]]:
+    """(name, file, is a package) of labkit and of each extra checker module's top package, as the
+    grader finds them (the same paths inside the sandbox, read-only)."""
+    import importlib.util
+    found, seen = [], set()
+    for name in ("labkit", *modules):
+        top = name.split(".")[0]
+        if top in seen:
+            continue
+        seen.add(top)
+        spec = importlib.util.find_spec(top)
+        if spec is None or not spec.origin or not os.path.isfile(spec.origin):
+            raise ModuleNotFoundError(f"checker module {top} is not importable here")
+        found.append((top, os.path.realpath(spec.origin), bool(spec.submodule_search_locations)))
+    return found
+
+
+def harvest_cell(exercises: dict[str, str], folder: str, seconds: int, modules: tuple[str, ...]) -> str:
+    """The source of the one cell the grader appends after a submission's cells."""
+    found = origins(modules)
+    return _BOOTSTRAP.format(roots=sorted({n for n, _, _ in found}), origins=found, exercises=dict(exercises),
+                             folder=folder, seconds=int(seconds), modules=tuple(modules))

@@ -1,5 +1,64 @@
-"""Set-up for the tests under pytest-xdist (make test: -n auto), where the workers share the cores."""
+"""Set-up for the tests: system tools a test needs (skipped with the reason, and one line at the
+end of the run naming what was not tested), and the workers' share of the cores under pytest-xdist
+(make test: -n auto)."""
 import os
+from pathlib import Path
+
+import pytest
+
+# A test that needs a system tool says @pytest.mark.needs("bubblewrap"); without the tool it skips
+# with a reason starting "needs <tool>:", and the run's last line says what was not tested.
+INSTALL = {"bubblewrap": "apt-get install bubblewrap", "chromium": "apt-get install chromium"}
+WHAT = {"bubblewrap": "sandboxed grading", "chromium": "the student's path in a browser"}
+CHROMIUM = os.environ.get("LABKIT_CHROMIUM", "/usr/bin/chromium")
+
+
+def missing(tool: str) -> str | None:
+    """Why ``tool`` cannot be used here, or None."""
+    if tool == "bubblewrap":
+        from labkit.grading.sandbox import bwrap_problem
+        return bwrap_problem()
+    if tool == "chromium":
+        usable = Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)
+        return None if usable else f"no Chromium at {CHROMIUM}"
+    raise ValueError(f"unknown system tool {tool!r}")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs(tool): the test needs a system tool (bubblewrap, chromium)")
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("needs"):
+        why = missing(mark.args[0])
+        if why:
+            pytest.skip(f"needs {mark.args[0]}: {why}")
+
+
+_NOT_TESTED: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    counts: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        tool = reason.removeprefix("Skipped: ").split(":")[0].removeprefix("needs ")
+        if tool in INSTALL:
+            counts[tool] = counts.get(tool, 0) + 1
+    if counts:
+        parts = ", ".join(f"{WHAT[t]} ({n} test{'s' * (n != 1)} need{'s' * (n == 1)} {t})"
+                          for t, n in sorted(counts.items()))
+        _NOT_TESTED.append(f"NOT TESTED HERE: {parts}; install with: "
+                           f"{' && '.join(INSTALL[t] for t in sorted(counts))} (.ci/run does)")
+
+
+def pytest_unconfigure(config):
+    """The line goes last, after pytest's own summary, where a newcomer looks."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    for line in _NOT_TESTED:
+        if reporter is not None:
+            reporter.write_line(line, yellow=True)
+
 
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     # Idle OpenMP threads sleep instead of spinning. The notebooks' kernels and the other child

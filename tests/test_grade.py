@@ -20,6 +20,7 @@ from labkit.grading.student import make_blank
 from nbformat.v4 import new_notebook
 from nbfactory import code, course
 
+needs_bwrap = pytest.mark.needs("bubblewrap")
 
 
 # ---------------------------------------------------------------- reading cells (no kernel)
@@ -83,6 +84,7 @@ def graded_class(tmp_path_factory):
                 rc_one=rc_one, out_one=out_one)
 
 
+@needs_bwrap
 def test_grading_a_class_folder_writes_one_csv_row_per_exercise_and_a_score(graded_class):
     assert graded_class["rc"] == 1
     rows = graded_class["rows"]
@@ -101,6 +103,7 @@ def test_grading_a_class_folder_writes_one_csv_row_per_exercise_and_a_score(grad
     ])
 
 
+@needs_bwrap
 def test_grading_prints_each_exercise_and_a_score(graded_class):
     out = graded_class["out"]
     assert "alice/07_x.ipynb\n  Exercise 7.1 (double): passed\n  Exercise 7.2 (square): passed\n  2/2 passed\n" in out
@@ -110,10 +113,12 @@ def test_grading_prints_each_exercise_and_a_score(graded_class):
     assert "3 notebooks: 2/6 exercises passed" in out
 
 
+@needs_bwrap
 def test_grading_never_modifies_the_students_files(graded_class):
     assert graded_class["after"] == graded_class["before"]
 
 
+@needs_bwrap
 def test_grading_a_solved_notebook_passes_with_exit_0(graded_class):
     assert graded_class["rc_one"] == 0 and graded_class["out_one"].endswith(
         "  Exercise 7.1 (double): passed\n  Exercise 7.2 (square): passed\n  2/2 passed\n")
@@ -207,12 +212,14 @@ def graded_trouble(tmp_path_factory):
     return dict(rc=rc, out=out, rows=rows, untouched=[_stamp(p) for p in files] == before)
 
 
+@needs_bwrap
 def test_an_endless_loop_fails_its_own_exercise_only(graded_trouble):
     rows = graded_trouble["rows"]
     assert rows["loops", "hang"] == ("failed", "timed out: no result within 4 s (an endless loop?)")
     assert [rows["loops", name][0] for name in ("square", "crash", "after")] == ["passed"] * 3
 
 
+@needs_bwrap
 def test_a_timeout_that_breaks_the_grading_cell_is_named_with_what_to_do(graded_trouble):
     rows = graded_trouble["rows"]
     for name in ("hang", "square", "crash", "after"):
@@ -222,6 +229,7 @@ def test_a_timeout_that_breaks_the_grading_cell_is_named_with_what_to_do(graded_
             "grade again with a longer --timeout"))
 
 
+@needs_bwrap
 def test_a_function_that_kills_its_kernel_fails_its_own_exercise_only(graded_trouble):
     rows = graded_trouble["rows"]
     assert rows["exits", "crash"] == ("failed", "the kernel died while this exercise ran "
@@ -229,6 +237,7 @@ def test_a_function_that_kills_its_kernel_fails_its_own_exercise_only(graded_tro
     assert [rows["exits", name][0] for name in ("hang", "square", "after")] == ["passed"] * 3
 
 
+@needs_bwrap
 def test_each_error_is_reported_for_its_own_exercise(graded_trouble):
     rows = graded_trouble["rows"]
     assert rows["errors", "hang"] == ("failed", "your function raised KeyboardInterrupt [✘ hang: case 1/1 (small) failed]")
@@ -240,6 +249,7 @@ def test_each_error_is_reported_for_its_own_exercise(graded_trouble):
     assert status == "failed" and detail.startswith("could not judge what it returned (generator): "), detail
 
 
+@needs_bwrap
 def test_a_kernel_killed_by_an_earlier_exercises_thread_is_retried_before_blaming(graded_trouble):
     """crash starts a thread that kills the kernel while the (right, slow) after runs: after is run
     again and passes; crash is blamed only if the kernel dies again while it runs."""
@@ -248,6 +258,7 @@ def test_a_kernel_killed_by_an_earlier_exercises_thread_is_retried_before_blamin
     assert rows["thread", "crash"] in (("passed", ""), ("failed", judge.KILLED))
 
 
+@needs_bwrap
 def test_a_cell_that_kills_the_kernel_leaves_the_exercises_above_it_graded(graded_trouble):
     rows = graded_trouble["rows"]
     assert rows["toplevel", "hang"] == rows["toplevel", "square"] == ("passed", "")
@@ -256,6 +267,7 @@ def test_a_cell_that_kills_the_kernel_leaves_the_exercises_above_it_graded(grade
     assert rows["toplevel", "after"][0] == "failed"
 
 
+@needs_bwrap
 def test_edited_or_deleted_check_cells_change_nothing(graded_trouble):
     rows = graded_trouble["rows"]
     assert rows["edited", "square"][0] == "failed"  # its printed pass line is not a verdict

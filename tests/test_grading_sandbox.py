@@ -15,7 +15,7 @@ from labkit.grading import budget as bd
 from labkit.grading import sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
-needs_bwrap = pytest.mark.skipif(sandbox.bwrap_problem() is not None, reason=f"no sandbox: {sandbox.bwrap_problem()}")
+needs_bwrap = pytest.mark.needs("bubblewrap")
 
 
 def _mount_index(argv: list[str], option: str, path: str) -> int:

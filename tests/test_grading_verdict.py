@@ -3,6 +3,7 @@ cleaned before it reaches a terminal or a spreadsheet, and grade-merge refuses p
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +68,15 @@ def test_grade_merge_quotes_formulas_a_forged_part_carries(tmp_path):
     assert cli.cli_merge([part, "--out", str(tmp_path / "all.csv")]) == 0
     rows = list(csv.reader(open(tmp_path / "all.csv", newline="")))
     assert rows[1] == ["'=cmd()", "double", "failed", "'@SUM(1)"]
+
+
+def test_shards_split_the_sorted_list_and_merge_joins_them(tmp_path, capsys):
+    paths = [Path(f"s{i}/07_x.ipynb") for i in range(7)]
+    parts = [cli.shard(paths, f"{i}/3") for i in (1, 2, 3)]
+    assert sorted(sum(parts, [])) == sorted(paths) and parts[0] == cli.shard(list(reversed(paths)), "1/3")
+    for i, part in enumerate(parts):
+        with open(tmp_path / f"{i}.csv", "w", newline="") as f:
+            csv.writer(f).writerows([cli.HEADER] + [[p.as_posix(), "double", "passed", ""] for p in part])
+    assert cli.cli_merge([str(tmp_path / f"{i}.csv") for i in (2, 0, 1)] + ["--out", str(tmp_path / "all.csv")]) == 0
+    rows = list(csv.reader(open(tmp_path / "all.csv")))
+    assert rows[0] == cli.HEADER and [r[0] for r in rows[1:]] == [p.as_posix() for p in paths]

@@ -101,13 +101,6 @@ def cli_grade(argv: list[str]) -> int:
     if not root.exists():
         print(f"labkit grade: no such notebook or folder: {root}", file=sys.stderr)
         return 2
-    problem = bwrap_problem()
-    if problem and not args.unsandboxed:
-        print(f"labkit grade: no sandbox: {problem}; refusing to run untrusted notebooks "
-              "(--unsandboxed runs them anyway, with your rights)", file=sys.stderr)
-        return 2
-    if args.unsandboxed:
-        print("labkit grade: running UNSANDBOXED: the submissions can read and write what you can", file=sys.stderr)
     found, refused = find_submissions(root)
     try:
         mine = set(shard(sorted(found + [p for p, _ in refused]), args.shard))
@@ -118,6 +111,13 @@ def cli_grade(argv: list[str]) -> int:
         print(f"labkit grade: no notebooks (*.ipynb) under {root}" + (f" in shard {args.shard}" if args.shard else ""),
               file=sys.stderr)
         return 2
+    problem = bwrap_problem()
+    if problem and not args.unsandboxed:
+        print(f"labkit grade: no sandbox: {problem}; refusing to run untrusted notebooks "
+              "(--unsandboxed runs them anyway, with your rights)", file=sys.stderr)
+        return 2
+    if args.unsandboxed:
+        print("labkit grade: running UNSANDBOXED: the submissions can read and write what you can", file=sys.stderr)
     if not cgroup_kind():
         print("labkit grade: no cgroup here (cgroup v1 or systemd-run): memory is limited per process, "
               "not per submission", file=sys.stderr)

@@ -201,3 +201,25 @@ def test_a_state_in_a_list_modified_in_place_is_caught():
         return states[1]
     assert evaluate(rescale_in_place, (states,), {}).modified
     assert not evaluate(lambda s: s[0], (states,), {}).modified
+
+
+def test_another_seed_draws_other_random_inputs(monkeypatch):
+    """`labkit grade --seed S` moves every random input of the checkers (LABKIT_CHECK_SEED)."""
+    from labkit.check.core import CHECKERS, SEED_ENV
+
+    def flat(name):
+        return [a for args, kwargs in CHECKERS[name]().inputs() for a in (*args, *kwargs.values())]
+
+    def same(a, b):
+        if isinstance(a, torch.Tensor):
+            return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a.nan_to_num(), b.nan_to_num())
+        if isinstance(a, np.ndarray):
+            return isinstance(b, np.ndarray) and a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
+        return True
+    for name in ("safe_softmax", "naive_attention", "flash_attention_backward", "lu_factor", "gauss_seidel",
+                 "red_black_sweep", "flash_attention_forward_triton", "softmax_jacobian"):
+        usual = flat(name)
+        monkeypatch.setenv(SEED_ENV, "7")
+        moved = flat(name)
+        monkeypatch.delenv(SEED_ENV)
+        assert len(usual) == len(moved) and not all(same(a, b) for a, b in zip(usual, moved)), name

@@ -281,3 +281,26 @@ def test_the_solved_notebook_must_not_check_one_function_twice(tmp_path):
     solved.cells[8].source = "check.hang(after)"
     with pytest.raises(judge.NotGradable, match="calls check.hang twice: one checker per exercise"):
         judge.exercises_of(solved, 5)
+
+
+@needs_bwrap
+def test_a_table_of_answers_to_the_usual_inputs_fails_under_another_seed(tmp_path):
+    """--seed reaches the checkers inside the sandbox and in the judge: the inputs move together."""
+    import numpy as np
+    x = float(np.random.default_rng(0).uniform(1, 2))
+    solved = new_notebook(cells=[code("import math"), code("def lookup(x):\n    return 2 * x", "exercise"),
+                                 code("check.lookup(lookup)", "check")])
+    table = new_notebook(cells=[code(f"def lookup(x):\n    return {{{x!r}: {2 * x!r}}}.get(x, 0.0)", "exercise")])
+    (tmp_path / "solutions").mkdir()
+    (tmp_path / "class" / "ann").mkdir(parents=True)
+    nbformat.write(solved, tmp_path / "solutions" / "05_lookup.ipynb")
+    nbformat.write(table, tmp_path / "class" / "ann" / "05_lookup.ipynb")
+    shutil.copy(tmp_path / "solutions" / "05_lookup.ipynb", tmp_path / "class" / "ann" / "05_right.ipynb")
+    shutil.copy(tmp_path / "solutions" / "05_lookup.ipynb", tmp_path / "solutions" / "05_right.ipynb")
+    for seed, table_status in ((None, "passed"), ("3", "failed")):
+        csv_path = tmp_path / f"grades{seed}.csv"
+        _grade_cli([str(tmp_path / "class"), "--csv", str(csv_path), "--timeout", "20"]
+                   + (["--seed", seed] if seed else []), tmp_path / "solutions")
+        rows = {(r[0], r[1]): r[2] for r in _csv_rows(csv_path)[1:]}
+        assert rows["ann/05_lookup.ipynb", "lookup"] == table_status, seed
+        assert rows["ann/05_right.ipynb", "lookup"] == "passed", seed

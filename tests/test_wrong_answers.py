@@ -7,7 +7,7 @@ import pytest
 
 import labkit  # noqa: F401  (turns on the Triton interpreter without CUDA)
 from labkit import check
-from labkit.check.core import CheckFailed
+from labkit.check.core import SEED_ENV, CheckFailed
 
 from wrong_answers_attention import WRONG as ATTENTION
 from wrong_answers_linsys import WRONG as LINSYS
@@ -39,3 +39,13 @@ def test_wrong_answer_is_rejected_with_a_hint_that_names_it(wrong, capsys):
     printed = capsys.readouterr().out
     assert hint, f"passed as right ({printed.strip()!r}): {wrong.mistake}"
     assert wrong.named_by(hint), f"the hint {hint!r} does not name the mistake: {wrong.mistake}"
+
+
+@pytest.mark.parametrize("wrong", WRONG, ids=repr)
+def test_wrong_answer_is_rejected_and_named_on_the_inputs_of_another_seed(wrong, capsys, monkeypatch):
+    """`labkit grade --seed 7` draws other random inputs (a table of answers to the usual ones fails):
+    the checkers judge and name the same mistakes on them."""
+    monkeypatch.setenv(SEED_ENV, "7")
+    hint = verdict(wrong)
+    assert hint, f"passed as right under --seed 7: {wrong.mistake}"
+    assert wrong.named_by(hint), f"under --seed 7 the hint {hint!r} does not name the mistake: {wrong.mistake}"

@@ -36,3 +36,12 @@ def crash() -> Checker:
 def after() -> Checker:
     """x (comes after the trouble)."""
     return _identity("after")
+
+
+@checker
+def lookup() -> Checker:
+    """2x on a random x (moved by `labkit grade --seed`)."""
+    import numpy as np
+    from labkit.check.core import rng_seed
+    x = float(np.random.default_rng(rng_seed(0)).uniform(1, 2))
+    return Checker("lookup", [Case("random", (x,))], lambda v: 2 * v)

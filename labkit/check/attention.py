@@ -11,7 +11,7 @@ import math
 import torch
 
 from labkit import attention as ref
-from labkit.check.core import Case, Checker, Probe, checker
+from labkit.check.core import Case, Checker, Probe, checker, rng_seed
 
 # ------------------------------------------------------------ inputs (public: the backward checkers use them)
 
@@ -19,14 +19,14 @@ from labkit.check.core import Case, Checker, Probe, checker
 def qkv(B: int, H: int, n_q: int, n_kv: int, D: int, *, seed: int, scale: float = 1.0,
         dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random q (B, H, n_q, D), k, v (B, H, n_kv, D), entries N(0, scale²), in ``dtype``."""
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(rng_seed(seed))
     return tuple((torch.randn(B, H, n, D, generator=g, dtype=torch.float64) * scale).to(dtype)
                  for n in (n_q, n_kv, n_kv))
 
 
 def rising(n: int, D: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """q, k, v (1, 2, n, D) float32 whose scores grow along the keys, so the running max changes in every key tile."""
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(rng_seed(seed))
     q = 1.0 + 0.3 * torch.randn(1, 2, n, D, generator=g, dtype=torch.float64)
     k = torch.linspace(0.0, 2.0, n, dtype=torch.float64)[:, None] + \
         0.3 * torch.randn(1, 2, n, D, generator=g, dtype=torch.float64)
@@ -45,7 +45,7 @@ def tiers(n_q: int, n_kv: int, D: int, block: int, levels: list[float], *, seed:
 
     With levels rising then falling, the running max grows in some tiles and not in others.
     """
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(rng_seed(seed))
     scale = 1 / math.sqrt(D) if scale is None else scale
     q = 0.5 * torch.randn(1, 1, n_q, D, generator=g, dtype=torch.float64)
     k = 0.5 * torch.randn(1, 1, n_kv, D, generator=g, dtype=torch.float64)

@@ -13,14 +13,14 @@ import math
 import torch
 
 from labkit.check.attention import exact_attention, qkv
-from labkit.check.core import Probe
+from labkit.check.core import Probe, rng_seed
 
 # ------------------------------------------------------------------------------- inputs
 
 def backward_args(q, k, v, causal=False, scale=None, *, seed: int, do=None):
     """(do, q, k, v, o, lse): an upstream gradient (random unless given), o (q's dtype) and lse (float32)."""
     if do is None:
-        g = torch.Generator().manual_seed(seed)
+        g = torch.Generator().manual_seed(rng_seed(seed))
         do = torch.randn(q.shape, generator=g, dtype=torch.float64).to(q.dtype)
     _, _, o, lse = exact_attention(q, k, v, causal, scale)
     return do, q, k, v, o.to(q.dtype), lse.float()
@@ -175,7 +175,8 @@ def p_probes(tiles: dict, key_blocks: tuple, *, n_kv: int, n_q_acc: int, student
         seen = [(i, j) for i in range(p.shape[0]) for j in range(i) if abs(p[i, j]) <= 1e-7]
         return seen and f"query {seen[0][0]} gives no weight to key {seen[0][1]}"
 
-    same_v = torch.randn(D, generator=torch.Generator().manual_seed(5), dtype=torch.float64).expand(14, D).clone()
+    same_v = torch.randn(D, generator=torch.Generator().manual_seed(rng_seed(5)),
+                         dtype=torch.float64).expand(14, D).clone()
     d_args = probe_args(n_q_acc, 14, seed=85, v=same_v)  # several query tiles: D_i of each query's own row
 
     def d_missing(out, pr):
@@ -196,7 +197,7 @@ def p_probes(tiles: dict, key_blocks: tuple, *, n_kv: int, n_q_acc: int, student
         return _close(-_grad(out, 1), m["dk"]) and "dK = −(the right dK)"
 
     one_hot_q = probe_args(12, 12, seed=87, q=torch.eye(12, D), k=2 * torch.randn(
-        12, D, generator=torch.Generator().manual_seed(7)), scale=0.5)
+        12, D, generator=torch.Generator().manual_seed(rng_seed(7))), scale=0.5)
     scaled_q = probe_args(n_q_acc, 14, seed=88, q=torch.eye(D)[groups], scale=0.5)
 
     def dk_scale(out, pr):

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from labkit import hbm
-from labkit.check.core import Case, Checker, Probe, checker
+from labkit.check.core import Case, Checker, Probe, checker, rng_seed
 from labkit.derivatives import softmax_jacobian as jacobian_reference
 
 # ------------------------------------------------------------------ flash_hbm_accesses
@@ -192,7 +192,7 @@ def flash_hbm_accesses() -> Checker:
 
 
 def _probabilities(*shape: int, seed: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(rng_seed(seed))
     return torch.softmax(torch.randn(*shape, generator=g, dtype=torch.float64) * 1.5, dim=-1).to(dtype)
 
 

@@ -17,7 +17,7 @@ from labkit.check.attention import (ROWS, attends, causal_pattern, causal_probes
                                     nonfinite, not_q_kt, qkv, rising, rows_not_one, scale_ratio, scale_wrong, tiers,
                                     weights, weights_probe)
 from labkit.check.attention_tiles import factor_rule, lse_rule, tile_pattern
-from labkit.check.core import Case, Checker, DtypeMismatch, Probe, checker, clone, describe, on_course_device
+from labkit.check.core import Case, Checker, DtypeMismatch, Probe, checker, clone, describe, on_course_device, rng_seed
 from labkit.check.tolerance import assert_close
 from labkit.kernels.flash_forward import LOG2E
 
@@ -78,7 +78,7 @@ def _padded_keys_count(o, p):
 
 def _strided(n: int, D: int, seed: int):
     """q, k, v (1, 2, n, D) views with three different layouts: each must be read with its own strides."""
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(rng_seed(seed))
     q = torch.randn(1, n, 2, D, generator=g).transpose(1, 2)
     k = torch.randn(1, 2, D, n, generator=g).transpose(2, 3)
     v = torch.randn(2, 1, n, D, generator=g).transpose(0, 1)

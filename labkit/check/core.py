@@ -22,6 +22,7 @@ import torch
 from labkit.check.tolerance import assert_close
 
 PASS = "✔ {name}: {n}/{n} cases passed"
+SEED_ENV = "LABKIT_CHECK_SEED"  # set by `labkit grade --seed N`: other random inputs, the same properties
 NOT_IMPLEMENTED = "✘ {name}: not implemented yet (fill in the exercise above, then re-run this cell)"
 FAIL_HEAD = "✘ {name}: case {i}/{n} ({label}) failed"
 
@@ -85,6 +86,14 @@ class DtypeMismatch(AssertionError):
 
 
 # ------------------------------------------------------------------------ inputs as data
+
+def rng_seed(n: int) -> int:
+    """The seed a checker's random input ``n`` is drawn with: ``n`` itself, or, under
+    ``labkit grade --seed S`` (the environment variable LABKIT_CHECK_SEED), ``n`` moved by S, so
+    that a table of answers keyed by the usual inputs fails. Constructed probes do not move."""
+    shift = os.environ.get(SEED_ENV, "").strip()
+    return n + 1_000_003 * int(shift) if shift else n
+
 
 class Record:
     """Placeholder argument: the evaluator passes a function that records every call's arguments."""

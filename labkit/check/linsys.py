@@ -13,12 +13,12 @@ import warnings
 import numpy as np
 
 from labkit import elimination
-from labkit.check.core import NUMPY_DTYPE_HINT, Case, Checker, DtypeMismatch, Outcome, Probe, checker
+from labkit.check.core import NUMPY_DTYPE_HINT, Case, Checker, DtypeMismatch, Outcome, Probe, checker, rng_seed
 from labkit.check.tolerance import assert_close
 
 
 def _rng(seed: int) -> np.random.Generator:
-    return np.random.default_rng(seed)
+    return np.random.default_rng(rng_seed(seed))
 
 
 def _upper(n: int, seed: int, junk_below: bool = False) -> np.ndarray:

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 
 from labkit import iterative, systems
 from labkit.check.core import (
-    NUMPY_DTYPE_HINT, RECORD, Case, Checker, DtypeMismatch, Outcome, Probe, Verdict, checker,
+    NUMPY_DTYPE_HINT, RECORD, Case, Checker, DtypeMismatch, Outcome, Probe, Verdict, checker, rng_seed,
 )
 from labkit.check.tolerance import assert_close
 from labkit.check.linsys import differs_from, equals_formula, near, quiet, show
@@ -28,7 +28,7 @@ def _dense(A) -> np.ndarray:
 
 
 def _dd_dense(n: int, seed: int) -> np.ndarray:
-    A = np.random.default_rng(seed).uniform(-1, 1, (n, n))
+    A = np.random.default_rng(rng_seed(seed)).uniform(-1, 1, (n, n))
     return A + np.diag(np.abs(A).sum(axis=1) + 0.5)
 
 
@@ -54,12 +54,12 @@ CSR_ORDER = "; on CSR, row i is A.data[A.indptr[i]:A.indptr[i+1]] at columns A.i
 
 def _sweep_cases() -> list[Case]:
     Asp, bsp, _ = systems.diagonally_dominant(40, 0.1, 7)
-    rng = np.random.default_rng(10)
+    rng = np.random.default_rng(rng_seed(10))
     return [
         Case("1 x 1", (np.array([[2.0]]), np.array([4.0]), np.array([0.0]))),
         Case("4 x 4 dense", (_dd_dense(4, 8), np.array([1.0, -2, 3, 0.5]), np.zeros(4))),
         Case("6 x 6 dense, x = 1", (_dd_dense(6, 9), rng.uniform(-1, 1, 6), np.ones(6))),
-        Case("40 x 40 sparse CSR", (Asp, bsp, np.random.default_rng(11).uniform(0, 1, 40))),
+        Case("40 x 40 sparse CSR", (Asp, bsp, np.random.default_rng(rng_seed(11)).uniform(0, 1, 40))),
         Case("1-D Poisson CSR, x = 1/2", (systems.poisson_1d(6), np.ones(6), np.full(6, 0.5))),
     ]
 
@@ -288,7 +288,7 @@ def gauss_seidel() -> Checker:
     Adiv, bdiv, _ = systems.large_spectral_radius(30, 0.1, 13)
     Ap, bp = systems.poisson_1d(20), np.full(20, 1.0 / 21 ** 2)
     A10 = systems.poisson_1d(10)
-    A8, b8 = _dd_dense(8, 14), np.random.default_rng(15).uniform(-1, 1, 8)
+    A8, b8 = _dd_dense(8, 14), np.random.default_rng(rng_seed(15)).uniform(-1, 1, 8)
     A5 = np.array([[4.0, 1, 0, 1, 0], [1, 5, 1, 0, 2], [0, 1, 4, 1, 0], [1, 0, 1, 6, 1], [0, 2, 0, 1, 5]])
     Aslow = 1e4 * np.array([[1.0, 0.98], [0.98, 1.0]])  # rho = 0.96, steps ~1e-4 of the residual
     Ablow = np.array([[1.0, 1e3], [1e3, 1.0]])  # grows 1e6 per sweep: inf after ~50 sweeps

@@ -15,12 +15,12 @@ import numpy as np
 import scipy.linalg
 
 from labkit import elimination, poisson
-from labkit.check.core import NUMPY_DTYPE_HINT, Case, Checker, Probe, checker, compare_outputs
+from labkit.check.core import NUMPY_DTYPE_HINT, Case, Checker, Probe, checker, compare_outputs, rng_seed
 from labkit.check.linsys import compare_lu, lu_pair, quiet
 
 
 def _rng(seed: int) -> np.random.Generator:
-    return np.random.default_rng(seed)
+    return np.random.default_rng(rng_seed(seed))
 
 
 # ---------------------------------------------------------------- blocked LU (notebook 08)

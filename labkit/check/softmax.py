@@ -6,7 +6,7 @@ import math
 import torch
 
 from labkit import softmax as ref
-from labkit.check.core import Case, Checker, Probe, checker
+from labkit.check.core import Case, Checker, Probe, checker, rng_seed
 from labkit.check.tolerance import assert_close
 
 # ---------------------------------------------------------------------------- inputs
@@ -14,13 +14,13 @@ from labkit.check.tolerance import assert_close
 
 def randn(*shape: int, seed: int, scale: float = 1.0, shift: float = 0.0,
            dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(rng_seed(seed))
     return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale + shift).to(dtype)
 
 
 def ascending(rows: int, cols: int, seed: int) -> torch.Tensor:
     """Rows whose values grow along the row, so the running max changes in every block."""
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(rng_seed(seed))
     base = torch.linspace(-20.0, 20.0, cols, dtype=torch.float64)
     return (base + 0.5 * torch.randn(rows, cols, generator=g, dtype=torch.float64)).float()
 

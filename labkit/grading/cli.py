@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="folder of the solved notebooks (default: the course's notebooks/)")
     p.add_argument("--unsandboxed", action="store_true",
                    help="run without bubblewrap where it is unavailable (the submissions are then trusted)")
+    p.add_argument("--seed", type=int, metavar="S",
+                   help="draw the checkers' random inputs with another seed (the same properties are tested): "
+                        "answers looked up from a table of the usual inputs then fail")
     p.add_argument("--checkers", action="append", default=[], metavar="MODULE",
                    help="also import MODULE to register checkers (a course's own exercises)")
     return p
@@ -122,7 +125,7 @@ def cli_grade(argv: list[str]) -> int:
         print("labkit grade: no cgroup here (cgroup v1 or systemd-run): memory is limited per process, "
               "not per submission", file=sys.stderr)
     budget = Budget(memory=int(args.memory * GIB), disk=int(args.disk * GIB), processes=args.processes)
-    limits = Limits(args.timeout, args.notebook_timeout, budget, not args.unsandboxed)
+    limits = Limits(args.timeout, args.notebook_timeout, budget, not args.unsandboxed, args.seed)
     hidden = (str(root.resolve() if root.is_dir() else root.resolve().parent),)
     modules = CHECKER_MODULES + tuple(args.checkers)
     out = open(args.csv, "w", newline="", encoding="utf-8") if args.csv else None

@@ -50,6 +50,11 @@ class Limits:
     notebook: int = 900  # seconds for the whole notebook
     budget: bd.Budget = field(default_factory=bd.Budget)
     sandboxed: bool = True
+    seed: int | None = None  # --seed: the checkers' random inputs, in the sandbox and the judge alike
+
+    def env(self) -> dict[str, str]:
+        from labkit.check.core import SEED_ENV
+        return {} if self.seed is None else {SEED_ENV: str(self.seed)}
 
 
 def harvest_seconds(tasks: list[Task], limits: Limits) -> int:
@@ -125,7 +130,7 @@ def run_submission(cells: list[dict], tasks: list[Task], limits: Limits, modules
             finished = sandbox.run(job.command(), scratch, stdin=json.dumps(
                 {"notebook": nb, "timeout": limits.cell, "harvest_timeout": seconds}).encode(),
                 timeout=max(1, int(deadline - time.monotonic())), budget=limits.budget,
-                sandboxed=limits.sandboxed, hidden=hidden, modules=modules)
+                sandboxed=limits.sandboxed, hidden=hidden, modules=modules, env=limits.env())
             harvested = []
             for t in todo:
                 try:
@@ -283,6 +288,8 @@ def judge_all(tasks: list[list[str]], store: str, cells: list[dict], runs: dict,
               modules: tuple[str, ...]) -> list[dict]:
     """Every exercise's verdict, as dicts (the answer of the judging child)."""
     import importlib
+    import os
+    os.environ.update(limits.env())  # in the judging child only
     for module in modules:
         importlib.import_module(module)
     return [judge_task(Task(*t), Path(store), cells, runs, limits).as_dict() for t in tasks]

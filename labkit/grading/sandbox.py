@@ -41,7 +41,8 @@ ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezone", "pa
        "hosts", "host.conf", "fonts", "alternatives", "mime.types", "os-release", "debian_version", "gai.conf",
        "protocols", "services", "matplotlibrc")
 PASSED_ENV = ("TRITON_INTERPRET", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-              "OPENBLAS_NUM_THREADS", "PYTHONPATH", "LABKIT_PROFILE", "LABKIT_DEVICE", "OMP_WAIT_POLICY")
+              "OPENBLAS_NUM_THREADS", "PYTHONPATH", "LABKIT_PROFILE", "LABKIT_DEVICE", "OMP_WAIT_POLICY",
+              "LABKIT_CHECK_SEED")
 SUBFOLDERS = ("work", "home", "out", "tmp", "shm")
 _UID_BASE = (1 << 31) - (1 << 22)  # + a grader process's pid: a uid no other process has
 

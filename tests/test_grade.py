@@ -304,3 +304,21 @@ def test_a_table_of_answers_to_the_usual_inputs_fails_under_another_seed(tmp_pat
         rows = {(r[0], r[1]): r[2] for r in _csv_rows(csv_path)[1:]}
         assert rows["ann/05_lookup.ipynb", "lookup"] == table_status, seed
         assert rows["ann/05_right.ipynb", "lookup"] == "passed", seed
+
+
+@needs_bwrap
+def test_a_submission_over_its_memory_budget_is_told_which_limit_it_hit(tmp_path):
+    solved = _trouble_notebook()
+    hog = _trouble_notebook()
+    hog.cells.insert(5, code("blocks = [bytearray(64 << 20) for _ in range(40)]  # 2.5 GiB"))  # after square
+    (tmp_path / "solutions").mkdir()
+    (tmp_path / "class" / "hog").mkdir(parents=True)
+    nbformat.write(solved, tmp_path / "solutions" / "05_trouble.ipynb")
+    nbformat.write(hog, tmp_path / "class" / "hog" / "05_trouble.ipynb")
+    _grade_cli([str(tmp_path / "class"), "--csv", str(tmp_path / "g.csv"), "--memory", "1.5", "--timeout", "30"],
+               tmp_path / "solutions")
+    rows = {r[1]: (r[2], r[3]) for r in _csv_rows(tmp_path / "g.csv")[1:]}
+    assert rows["square"][0] == "passed" and rows["hang"][0] == "passed"  # defined before the hog's cell
+    assert rows["crash"] == ("failed", "not graded: cell 6 reached the submission's limit of memory (1.5 GiB), "
+                                       "before crash was defined")
+    assert "the submission reached its limit of memory (1.5 GiB)" in rows["square"][1]

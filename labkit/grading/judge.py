@@ -158,6 +158,8 @@ def run_submission(cells: list[dict], tasks: list[Task], limits: Limits, modules
             # a cell of the notebook itself killed or hung the kernel: grade what was defined before it
             cut = {"index": origin[stop], "what": "killed the kernel (os._exit or a crash?)"
                    if run.get("died_at") is not None else "did not stop when interrupted"}
+            if finished.hit:
+                cut["what"] = f"reached the submission's limit of {_limits_line(finished.hit, limits.budget)}"
             continue
         final = {**state, **blamed, "run": run, "cut": cut, "harvest_timeout": seconds, "cells_run": len(nb["cells"])}
         if not (died or stuck) or finished.timed_out:
@@ -245,7 +247,7 @@ def judge_task(task: Task, store: Path, cells: list[dict], runs: dict, limits: L
     if got is None and runs["cut"]:
         cut = runs["cut"]
         return result(Status.FAILED, f"not graded: cell {cut['index'] + 1} {cut['what']}, before {task.function} "
-                                     "was defined", graded=False)
+                                     "was defined", graded=False, limit=_limits_line(runs["hit"], limits.budget))
     if got is None:
         kept = {j: cells[i]["source"] for j, i in enumerate(runs["origin"])}
         for j, source in kept.items():
@@ -327,8 +329,12 @@ def grade_submission(path: str | Path, solutions: str | Path, limits: Limits = L
             shutil.copytree(store, keep / path.stem, dirs_exist_ok=True)
     finally:
         shutil.rmtree(store, ignore_errors=True)
+    hit = _limits_line(runs["hit"], limits.budget)
     results = []
     for t, r in zip(tasks, judged):
+        if hit and not r.limit:  # a limit reached on the way is part of every exercise's verdict
+            r.limit = hit
+            r.detail = (f"{r.detail}; " if r.detail else "") + f"the submission reached its limit of {hit}"
         used = read["reused"].get(t.name)
         if used:
             r = ExerciseResult(t.name, t.label, Status.FAILED, f"uses {used}, which this exercise re-implements "

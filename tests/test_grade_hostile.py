@@ -92,6 +92,29 @@ subprocess.Popen(['sh', '-c', 'sleep {token}; touch {later}'], start_new_session
 os.system('(sleep {token}; touch {later}) &')"""
 
 
+# A blank student who replaces the harvest, the evaluation and the checkers in memory, so that the
+# reference's answers would be saved for its blank exercises.
+TAMPERER = """import labkit.grading.harvest as h, labkit.grading.outcomes as oc, labkit.check.core as core
+real = h.harvest
+def fake(exercises, namespace, folder, seconds=120, modules=('labkit.check',)):
+    real(exercises, dict(namespace, double=lambda x: 2 * x, square=lambda x: x * x), folder, seconds, modules)
+h.harvest = fake
+core.evaluate = lambda fn, args, kwargs: core.Outcome(value=2 * args[0])
+core.Checker.judge = lambda self, outcome: core.Verdict('passed', 'forged')
+real_save = oc.save_outcomes
+oc.save_outcomes = lambda folder, name, outcomes, note='': real_save(folder, name, [core.Outcome(value=6.0)] * 3)"""
+
+# A blank student who plants a fake labkit and fake checkers where imports look first.
+PLANTER = """import os, sys
+fake = 'def harvest(exercises, namespace, folder, seconds=120, modules=()):\\n    import os; os.makedirs(folder)\\n'
+for where in ('labkit', 'labkit/grading', os.path.expanduser('~/lib/labkit'), os.path.expanduser('~/lib/labkit/grading')):
+    os.makedirs(where, exist_ok=True)
+    open(os.path.join(where, '__init__.py'), 'w').write('')
+    open(os.path.join(where, 'harvest.py'), 'w').write(fake)
+open('tiny_checkers.py', 'w').write('raise SystemExit')
+sys.path.insert(0, os.path.expanduser('~/lib'))"""
+
+
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
@@ -113,6 +136,8 @@ def hostile(tmp_path_factory):
                    SPY.format(solutions=str(solutions), classroot=str(cls), port=port)),
         "vandal": _nb(before=VANDAL.format(outside=str(outside), token=TOKEN, later=str(later))),
         "killer": _nb(before="import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"),
+        "tamperer": _nb("    raise NotImplementedError", "def square(x):\n    raise NotImplementedError", TAMPERER),
+        "planter": _nb("    raise NotImplementedError", "def square(x):\n    raise NotImplementedError", PLANTER),
     }
     for name, nb in students.items():
         (cls / name).mkdir(parents=True)
@@ -156,6 +181,12 @@ def test_a_right_and_a_wrong_answer_are_graded_right_sandboxed_with_workers(host
 def test_printed_pass_lines_patched_checkers_and_fake_magics_forge_nothing(hostile):
     assert verdict(hostile, "forger", "double")[0] == "failed"
     assert verdict(hostile, "forger", "square") == ("not attempted", "")  # printed the pass line, then raised
+
+
+def test_a_harvest_replaced_in_memory_or_planted_on_disk_changes_nothing(hostile):
+    for student in ("tamperer", "planter"):
+        assert verdict(hostile, student, "double") == ("not attempted", ""), student
+        assert verdict(hostile, student, "square") == ("not attempted", ""), student
 
 
 def test_a_renamed_notebook_is_an_error_not_trusted(hostile):

@@ -10,8 +10,9 @@ commands:
   grade PATH [--workers N] [--shard I/N] [--csv FILE] [--solutions DIR] [--unsandboxed]
                                  grade a notebook or a folder of submissions, each sandboxed
                                  (bubblewrap): passed / failed / not attempted per exercise
-  grade-merge A.csv B.csv ... --out ALL.csv
-                                 join the CSVs of sharded grading runs
+  grade-merge A.csv B.csv ... --out ALL.csv [--written MARKS.csv]
+                                 join the CSVs of sharded grading runs (and written marks)
+  gradescope [OUT.zip]           build the Gradescope autograder (default: build/autograder.zip)
   bench SUITE [--save]           benchmarks: softmax, attention, linsys
   report                         the environment report of notebook 00
   compile-check [--arch 75,80,...] [--json FILE]
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     if command == "grade-merge":
         from labkit.grading.cli import cli_merge
         return cli_merge(rest)
+    if command == "gradescope":
+        from labkit.grading.gradescope import main as gradescope_main
+        return gradescope_main(rest)
     if command == "bench":
         from labkit.bench import main as bench_main
         return bench_main(rest)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 HEADER = ["notebook", "exercise", "status", "detail"]
-STATUSES = {"passed", "failed", "not attempted", "score", "error"}
+STATUSES = {"passed", "failed", "not attempted", "score", "error", "marked"}
 
 _GRADE_HELP = """\
 Grade notebooks headless, each in its own sandbox (bubblewrap): an allowlisted view (the system,
@@ -40,16 +41,23 @@ def shard(paths: list[Path], spec: str | None) -> list[Path]:
     return sorted(paths)[i - 1::n]
 
 
-def _grade_one(path: str, shown: str, solutions: str, limits, hidden: tuple, modules: tuple):
-    """In a pool worker: (shown, results, None) or (shown, None, one-line error)."""
+def _grade_one(path: str, shown: str, solutions: str, limits, hidden: tuple, modules: tuple, written: bool):
+    """In a pool worker: (shown, results, None, written answers) or (shown, None, one-line error, {})."""
+    from labkit.grading import child
     from labkit.grading.judge import NotGradable, grade_submission
+    from labkit.grading.written import answers_in
     try:
-        return shown, grade_submission(path, solutions, limits, tuple(Path(h) for h in hidden), modules), None
+        results = grade_submission(path, solutions, limits, tuple(Path(h) for h in hidden), modules)
     except NotGradable as err:
-        return shown, None, str(err)
+        return shown, None, str(err), {}
     except Exception as err:  # noqa: BLE001 - one broken submission must not stop the class
         first = next((line.strip() for line in str(err).split("\n") if line.strip()), "")
-        return shown, None, f"{type(err).__name__}: {first[:200]}" if first else type(err).__name__
+        return shown, None, f"{type(err).__name__}: {first[:200]}" if first else type(err).__name__, {}
+    try:
+        found = child.in_child(answers_in, path, str(Path(solutions) / Path(path).name)) if written else {}
+    except child.ChildFailed as err:
+        found = {"error": err.reason}
+    return shown, results, None, found
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,6 +81,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", metavar="I/N", help="grade only the I-th of N slices of the sorted submissions")
     p.add_argument("--csv", metavar="FILE", help="write FILE (columns notebook,exercise,status,detail) row by "
                    "row as results arrive: a row per exercise, then per notebook 'score' k/n (or 'error')")
+    p.add_argument("--format", choices=("csv", "gradescope", "canvas"), default=None,
+                   help="also write the grades for a gradebook: 'gradescope' (the autograder's results.json), "
+                        "'canvas' (a CSV for Canvas's gradebook import, a column per notebook) or 'csv' (as --csv)")
+    p.add_argument("--out", metavar="FILE", help="where --format writes (default: results.json, canvas.csv, grades.csv)")
+    p.add_argument("--roster", metavar="CSV", help="with --format canvas: the course's Gradebook export, to match "
+                   "each student's folder name to their SIS Login ID, ID or SIS User ID")
+    p.add_argument("--written", metavar="DIR", help="collect the written answers, question by question across the "
+                   "class, into DIR (a page per question, and written_scores.csv to fill in)")
+    p.add_argument("--written-scores", metavar="CSV", help="with --format canvas: add the marks of a filled-in "
+                   "written_scores.csv to each notebook's column")
     p.add_argument("--solutions", metavar="DIR", default=str(course.solved_notebooks()),
                    help="folder of the solved notebooks (default: the course's notebooks/)")
     p.add_argument("--unsandboxed", action="store_true",
@@ -133,14 +151,40 @@ def cli_grade(argv: list[str]) -> int:
     if writer:
         writer.writerow(HEADER)
         out.flush()
+    if args.format == "csv" and not args.csv:
+        args.csv = args.out or "grades.csv"
+    roster = None
+    if args.format == "canvas" and args.roster:
+        from labkit.grading.export import read_roster
+        try:
+            roster = read_roster(args.roster)
+        except (OSError, ValueError) as err:
+            print(f"labkit grade: --roster: {err}", file=sys.stderr)
+            return 2
     all_passed, total, passed = not refused, 0, 0
+    graded: dict = {}
+    errors: dict = {}
+    written: dict = {}  # notebook name -> {student: {label: answer}}
+    asked: dict = {}  # notebook name -> [[label, points]]
 
     def name_of(p: Path) -> str:
         return clean(p.relative_to(root).as_posix() if root.is_dir() else str(p))
 
-    def report(shown: str, results, error) -> None:
+    def report(shown: str, results, error, found=None) -> None:
         nonlocal all_passed, total, passed
         lines = [shown]
+        if found and found.get("questions"):
+            name = Path(shown).name
+            asked[name] = found["questions"]
+            written.setdefault(name, {})[shown] = found["answers"]
+            given = sum(bool(a) for a in found["answers"].values())
+            lines.append(f"  written: {given} of {len(found['questions'])} answered, to mark by hand (--written)")
+        elif found and found.get("error"):
+            lines.append(f"  written: could not be read ({clean(found['error'])})")
+        if error is None:
+            graded[shown] = results
+        else:
+            errors[shown] = error
         if error is not None:
             lines.append(f"  could not grade it: {clean(error)}")
             rows = [[shown, "", "error", error]]
@@ -168,12 +212,46 @@ def cli_grade(argv: list[str]) -> int:
             report(name_of(p), None, why)
         if paths:
             with ProcessPoolExecutor(max_workers=min(args.workers, len(paths))) as pool:
-                jobs = [pool.submit(_grade_one, str(p), name_of(p), args.solutions, limits, hidden, modules)
-                        for p in paths]
+                jobs = [pool.submit(_grade_one, str(p), name_of(p), args.solutions, limits, hidden, modules,
+                                    bool(args.written)) for p in paths]
                 for job in as_completed(jobs):
                     report(*job.result())
     if out:
         out.close()
+    if args.written:
+        import nbformat
+
+        from labkit.grading.export import student_of
+        from labkit.grading.written import questions, write_pages, write_score_sheet
+        folder = Path(args.written)
+        sheet = []
+        for name, by_student in sorted(written.items()):
+            qs = questions(nbformat.read(Path(args.solutions) / name, as_version=4))
+            write_pages(folder, name, qs, by_student)
+            sheet += [(shown, q.label, student_of(shown), q.points) for shown in by_student for q in qs]
+        folder.mkdir(parents=True, exist_ok=True)
+        write_score_sheet(folder / "written_scores.csv", sheet)
+        print(f"wrote the written answers to {folder} ({len(sheet)} to mark; marks go in "
+              f"{folder / 'written_scores.csv'})")
+    if args.format in ("gradescope", "canvas"):
+        from labkit.grading import export
+        target = args.out or ("results.json" if args.format == "gradescope" else "canvas.csv")
+        if args.format == "gradescope":
+            Path(target).write_text(json.dumps(export.gradescope(graded, errors), indent=1), encoding="utf-8")
+        else:
+            extra, possible = {}, {}
+            if args.written_scores:
+                from labkit.grading.written import read_scores
+                try:
+                    extra, possible = export.written_points(read_scores(args.written_scores))
+                except (OSError, ValueError) as err:
+                    print(f"labkit grade: --written-scores: {err}", file=sys.stderr)
+                    return 2
+            unknown = export.canvas(graded, errors, target, roster, extra, possible)
+            if unknown:
+                print(f"labkit grade: not in the roster (kept under their folder name): {', '.join(unknown)}",
+                      file=sys.stderr)
+        print(f"wrote {target}")
     if len(paths) + len(refused) > 1:
         print(f"{len(paths) + len(refused)} notebooks: {passed}/{total} exercises passed")
     if args.csv:
@@ -219,6 +297,8 @@ def cli_merge(argv: list[str]) -> int:
                                 description="Join the CSVs of `grade --shard i/n` runs into one (sorted by notebook).")
     p.add_argument("inputs", nargs="+", metavar="CSV")
     p.add_argument("--out", required=True, metavar="FILE")
+    p.add_argument("--written", metavar="CSV", help="a filled-in written_scores.csv (grade --written): its marks "
+                   "become rows 'Question N.k, marked, points/max'")
     args = p.parse_args(argv)
     rows: list[list[str]] = []
     owner: dict[str, str] = {}
@@ -232,6 +312,21 @@ def cli_merge(argv: list[str]) -> int:
                     raise BadPart(f"{nb[:80]!r} is graded in both {owner[nb]} and {name}")
                 owner[nb] = name
             rows += part
+        if args.written:
+            from labkit.grading.written import read_scores
+            try:
+                marks = read_scores(args.written)
+            except (OSError, ValueError) as err:
+                raise BadPart(str(err)) from None
+            seen = set()
+            for m in marks:
+                key = (m["notebook"], m["question"])
+                if key in seen:
+                    raise BadPart(f"{args.written}: two marks for {m['notebook'][:80]!r}, Question {m['question'][:20]}")
+                seen.add(key)
+                owner.setdefault(m["notebook"], args.written)
+                rows.append([m["notebook"], f"Question {m['question']}", "marked",
+                             f"{m['points']:g}/{m['max']:g}" + (f": {m['comment']}" if m["comment"] else "")])
     except BadPart as err:
         print(f"labkit grade-merge: {err}: nothing written", file=sys.stderr)
         return 2

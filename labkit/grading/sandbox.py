@@ -154,6 +154,13 @@ def bwrap_argv(command: list[str], scratch: Path, hidden: list[Path] = (), env: 
                     made.add(parent)
             argv += ["--ro-bind", str(p), str(p)]
             bound.append(p)
+    apparent = Path(os.path.abspath(sys.prefix))  # a venv reached through a link runs by that path
+    if apparent != Path(os.path.realpath(apparent)) and not any(_inside(apparent, q) for q in bound):
+        for parent in reversed(apparent.parents[:-1]):
+            if parent not in made:
+                argv += ["--perms", "0755", "--dir", str(parent)]
+                made.add(parent)
+        argv += ["--ro-bind", os.path.realpath(apparent), str(apparent)]
     gpus = glob.glob("/dev/nvidia*") + glob.glob("/dev/dri")
     for dev in gpus:
         argv += ["--dev-bind-try", dev, dev]

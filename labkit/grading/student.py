@@ -23,6 +23,7 @@ from labkit import course
 
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+WRITTEN_PLACEHOLDER = "*Your answer here.*"  # a blank written-answer cell (labkit.grading.written)
 # "Exercise N.k" where a markdown line starts with it (a heading, bold, plain), not a mention in prose
 HEADING = re.compile(r"^[#>*_ \t]*Exercise[ \t]+(\d+)\.(\d+)[ \t]*[:.)\-\u2013\u2014*_]*[ \t]*(.*)$", re.M)
 RAISE = re.compile(r'NotImplementedError\("Exercise (\d+)\.(\d+)')
@@ -120,6 +121,8 @@ def make_blank(nb: NotebookNode, number: int | None = None, name: str = "noteboo
                 new.append(f'{indent}raise NotImplementedError("Exercise {label}: {task}")')
             last = end + 1
         cell.source = "\n".join(new + lines[last:])
+        if cell.cell_type == "markdown" and "written" in cell.metadata.get("tags", []) and not cell.source.strip():
+            cell.source = WRITTEN_PLACEHOLDER  # where the student writes a written answer
     return blank
 
 

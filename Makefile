@@ -14,7 +14,7 @@ ROOT_ARG := $(if $(filter 0,$(shell id -u)),--allow-root)
 # the first screen; `jupyter labextension disable` turns it off in the venv's labconfig/page_config.json.
 LABCONFIG := $(VENV)/etc/jupyter/labconfig/page_config.json
 
-.PHONY: install lab test test-fast student grade gradescope bench compile-check gpu-check clean
+.PHONY: install lab test test-fast student grade gradescope book bench compile-check gpu-check clean
 
 install: $(STAMP)
 
@@ -53,6 +53,10 @@ grade: $(STAMP)
 # The Gradescope autograder (setup.sh, run_autograder, labkit's wheel, blank copies): no solution inside.
 gradescope: $(STAMP)
 	$(BIN)/python -m labkit gradescope build/autograder.zip
+
+# The course website from the stored outputs (student view, no solution): build/book/html/index.html
+book: $(STAMP)
+	$(BIN)/python -m labkit book build/book
 
 bench: $(STAMP)
 	$(BIN)/python -m labkit bench $(or $(SUITE),softmax)

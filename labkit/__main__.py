@@ -13,6 +13,7 @@ commands:
   grade-merge A.csv B.csv ... --out ALL.csv [--written MARKS.csv]
                                  join the CSVs of sharded grading runs (and written marks)
   gradescope [OUT.zip]           build the Gradescope autograder (default: build/autograder.zip)
+  book [OUT]                     build the course website from the stored outputs (default: build/book)
   bench SUITE [--save]           benchmarks: softmax, attention, linsys
   report                         the environment report of notebook 00
   compile-check [--arch 75,80,...] [--json FILE]
@@ -40,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     if command == "grade-merge":
         from labkit.grading.cli import cli_merge
         return cli_merge(rest)
+    if command == "book":
+        from labkit.book import main as book_main
+        return book_main(rest)
     if command == "gradescope":
         from labkit.grading.gradescope import main as gradescope_main
         return gradescope_main(rest)

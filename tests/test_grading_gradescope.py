@@ -15,7 +15,8 @@ import nbformat
 import pytest
 
 from labkit.grading import gradescope
-from labkit.grading.student import make_blank, solution_regions
+from labkit.grading.student import make_blank
+from solutions import solution_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,18 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def autograder(tmp_path_factory):
     return gradescope.build(tmp_path_factory.mktemp("gs") / "autograder.zip")
-
-
-def _solution_lines() -> set[str]:
-    """Every line that is only in a solved notebook's solution regions (what must not leak)."""
-    inside, outside = set(), set()
-    for path in (ROOT / "notebooks").glob("*.ipynb"):
-        for cell in nbformat.read(path, as_version=4).cells:
-            lines = cell.source.split("\n")
-            hidden = {i for a, b in solution_regions(cell.source, path.name) for i in range(a, b + 1)}
-            for i, line in enumerate(lines):
-                (inside if i in hidden else outside).add(line.strip())
-    return {line for line in inside - outside if len(line) > 12}
 
 
 def test_the_zip_has_setup_and_run_at_its_root_and_no_solution_anywhere(autograder):
@@ -49,7 +38,7 @@ def test_the_zip_has_setup_and_run_at_its_root_and_no_solution_anywhere(autograd
         with zipfile.ZipFile(io.BytesIO(z.read(wheel))) as w:  # labkit's references are public: its notebooks are not
             texts.update({f"{wheel}:{n}": w.read(n) for n in w.namelist() if n.endswith(".ipynb")})
         assert any(n.endswith(".ipynb") for n in texts if ".whl:" in n)
-    secret = _solution_lines()
+    secret = solution_lines()
     assert len(secret) > 100  # the probe would see a leak
     for name, data in texts.items():
         text = data.decode(errors="replace")

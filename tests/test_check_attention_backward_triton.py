@@ -220,3 +220,13 @@ def test_wrong_dtype_is_reported():
     def fp32_out(do, q, k, v, o, lse, causal=False, scale=None):
         return tuple(g.float() for g in kernels.flash_attention_backward_triton(do, q, k, v, o, lse, causal, scale))
     assert_rejected_with_hint(check.flash_attention_backward_triton, fp32_out, "dtype")
+
+
+def test_the_upstream_gradient_is_never_q_so_do_cannot_stand_in_for_q():
+    """With dO drawn from q's own stream, dO == q in every case, and a dK loop that used dSᵀdO
+    instead of dSᵀQ passed (found by an independent set of wrong answers)."""
+    from labkit.check.core import CHECKERS
+    for name in ("flash_attention_backward_triton", "flash_attention_backward"):
+        for args, _ in CHECKERS[name]().inputs():
+            do, q = args[0], args[1]
+            assert do.shape != q.shape or not torch.allclose(do.double(), q.double()), name

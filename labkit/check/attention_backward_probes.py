@@ -19,8 +19,8 @@ from labkit.check.core import Probe, rng_seed
 
 def backward_args(q, k, v, causal=False, scale=None, *, seed: int, do=None):
     """(do, q, k, v, o, lse): an upstream gradient (random unless given), o (q's dtype) and lse (float32)."""
-    if do is None:
-        g = torch.Generator().manual_seed(rng_seed(seed))
+    if do is None:  # its own stream: drawn with q's seed, dO would equal q and dSᵀdO could pass for dSᵀQ
+        g = torch.Generator().manual_seed(rng_seed(seed) + 104729)
         do = torch.randn(q.shape, generator=g, dtype=torch.float64).to(q.dtype)
     _, _, o, lse = exact_attention(q, k, v, causal, scale)
     return do, q, k, v, o.to(q.dtype), lse.float()

@@ -223,3 +223,25 @@ def test_another_seed_draws_other_random_inputs(monkeypatch):
         moved = flat(name)
         monkeypatch.delenv(SEED_ENV)
         assert len(usual) == len(moved) and not all(same(a, b) for a, b in zip(usual, moved)), name
+
+
+def test_the_check_cell_says_what_the_grader_says_about_reuse(tmp_path):
+    """In a notebook, check.<name>(fn) runs labkit grade's static reuse check on the cells run so far:
+    a function that calls what it must re-implement is told so, not passed."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from labkit.grading.job import execute_notebook
+    nb = new_notebook(cells=[
+        new_code_cell("import labkit, torch\nfrom labkit import check"),
+        new_code_cell("def helper(x, dim):\n    return torch.softmax(x, dim)"),
+        new_code_cell("def safe_softmax(x, dim=-1):\n    return helper(x, dim)"),
+        new_code_cell("check.safe_softmax(safe_softmax)"),
+        new_code_cell("def safe_softmax(x, dim=-1):\n    e = (x - x.amax(dim, keepdim=True)).exp()\n"
+                      "    return e / e.sum(dim, keepdim=True)"),
+        new_code_cell("check.safe_softmax(safe_softmax)")])
+    run = execute_notebook(nbformat.from_dict(nb), tmp_path, timeout=120, errors_only=False)
+    told = [o for o in run.nb.cells[3].outputs if o.output_type == "error"]
+    assert told and "uses torch.softmax, which this exercise re-implements" in told[0].evalue
+    passed = "".join(o.get("text", "") for o in run.nb.cells[5].outputs)
+    assert "✔ safe_softmax:" in passed, run.nb.cells[5].outputs

@@ -277,6 +277,11 @@ class Checker:
         if not callable(fn):
             raise TypeError(f"check.{self.name} takes your function itself, e.g. "
                             f"check.{self.name}({self.name}), not {type(fn).__name__}")
+        used = reused_in_notebook(self.name, fn)
+        if used:
+            raise CheckFailed(self.name, [f"✘ {self.name}: uses {used}, which this exercise re-implements"],
+                              f"write it with your own code: labkit grade fails an exercise that calls {used} "
+                              "(a static check of your notebook's cells)")
         run = self.prepare(fn) if self.prepare else fn
         inputs, first = self.inputs(), self.first_of_each()
         cache: dict[int, Outcome] = {}
@@ -335,6 +340,22 @@ class Checker:
             if seen:
                 return probe.hint + (f" (seen: {seen})" if isinstance(seen, str) else "")
         return ""
+
+
+def reused_in_notebook(name: str, fn: Callable) -> str:
+    """What labkit grade's static check finds ``fn`` calling that exercise ``name`` re-implements,
+    read from the cells this IPython session ran ('' outside IPython, or when nothing is found)."""
+    try:
+        shell = get_ipython()  # noqa: F821 - defined in IPython kernels only
+    except NameError:
+        return ""
+    cells = [c for c in shell.user_ns.get("In", []) if isinstance(c, str) and c.strip()]
+    fn_name = getattr(fn, "__name__", "")
+    if not cells or not fn_name.isidentifier():
+        return ""
+    from labkit.grading.registry import exercise
+    from labkit.grading.reuse import reused
+    return reused(exercise(name), fn_name, cells, latest=True)[0] or ""
 
 
 CHECKERS: dict[str, Callable[[], Checker]] = {}

@@ -67,8 +67,10 @@ def _targets(target: ast.AST) -> list[str]:
     return []
 
 
-def read(sources: list[str]) -> Reading:
-    """Parse every cell and index its imports and top-level definitions."""
+def read(sources: list[str], latest: bool = False) -> Reading:
+    """Parse every cell and index its imports and top-level definitions (with ``latest``, only the
+    last definition of each name: a notebook's history, where a cell edited and run again replaces
+    what it defined)."""
     reading = Reading(aliases=dict(CONVENTIONS))
     for index, source in enumerate(sources):
         trees = _parse(source)
@@ -86,6 +88,8 @@ def read(sources: list[str]) -> Reading:
                     reading.aliases[a.asname or a.name] = f"{node.module}.{a.name}"
         for node in tree.body if isinstance(tree, ast.Module) else ():
             for name, definition in _defined(node):
+                if latest:
+                    reading.definitions[name] = []
                 reading.definitions.setdefault(name, []).append(definition)
     return reading
 
@@ -216,11 +220,13 @@ def reachable(fn_name: str, reading: Reading) -> list[ast.AST]:
     return found
 
 
-def reused(exercise: Exercise, fn_name: str, sources: list[str]) -> tuple[str | None, list[int]]:
+def reused(exercise: Exercise, fn_name: str, sources: list[str], latest: bool = False) -> tuple[str | None, list[int]]:
     """(the re-implemented function the exercise reaches, or None; the cells that do not parse).
 
-    ``from labkit.<module> import <its own function>`` anywhere in the notebook counts too."""
-    reading = read(sources)
+    ``from labkit.<module> import <its own function>`` anywhere in the notebook counts too. Every
+    definition of a name counts (a submitted notebook), or only the last (``latest``: the cells a
+    notebook ran, in order, where an edited cell run again replaces its old version)."""
+    reading = read(sources, latest)
     own = {exercise.name, fn_name, *exercise.labkit}
     for dotted in reading.aliases.values():
         if dotted.startswith("labkit.") and not dotted.startswith(("labkit.check", "labkit.grading")) and \

@@ -348,6 +348,8 @@ def naive_attention() -> Checker:
             Case("large scores (inputs x 8)", qkv(1, 2, 6, 9, 8, seed=8, scale=8.0),
                  hint="scores of several hundred must still give finite weights"),
             Case("float16 inputs", qkv(1, 2, 6, 6, 8, seed=7, dtype=torch.float16)),
+            Case("scale=0.0 given: every key weighs the same", qkv(1, 2, 5, 6, 8, seed=9), {"scale": 0.0},
+                 hint="use the given scale, 0.0 too: test `scale is None`, not `scale or ...` (0.0 is falsy)"),
         ],
         reference=ref.naive_attention,
         probes=[*input_probes(5, 7, 8, seed=40), *causal_probes(7, 8, seed=41),

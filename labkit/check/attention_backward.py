@@ -83,6 +83,9 @@ def flash_attention_backward() -> Checker:
         Case("float16, causal, N=10, tiles 4 x 4", backward_args(
             *qkv(1, 2, 10, 10, 8, seed=77, dtype=torch.float16), True, seed=7), {"causal": True, **tiles},
             hint="float16 inputs: compute in float32, return float16 gradients"),
+        Case("scores up to 139: exp(S) overflows float32, exp(S − lse) does not",
+             backward_args(*qkv(1, 2, 8, 8, 8, seed=78, scale=6.0), seed=8), tiles,
+             hint="rebuild P as exp(S − lse), one exponent: exp(S) alone overflows once a score passes 88.7"),
     ]
     return Checker("flash_attention_backward", cases, reference,
                    p_probes(tiles, (4,), n_kv=14, n_q_acc=14, student_dq=True) + dq_probes(tiles), compare=compare_grads)

@@ -109,6 +109,8 @@ def flash_hbm_accesses() -> Checker:
         Case("M = 1000 is not a multiple of 4d = 128", ODD_M,
              hint="B_c = ⌈M/(4d)⌉ rounds up, and T_c = ⌈N/B_c⌉ counts the partial last tile"),
         Case("N = 513, d = 128, M = 32768: B_c = 64, 9 key tiles", (513, 128, 32768), hint=hint_count),
+        Case("N = 16, d = 32, M = 1000: B_c = ⌈7.8⌉ = 8, 2 key tiles (7.8 rows would give 3)", (16, 32, 1000),
+             hint="B_c = ⌈M/(4d)⌉ is a whole number of rows: round M/(4d) up before T_c = ⌈N/B_c⌉"),
         Case("N = 1 (one query, one key)", (1, 16, 1024), hint=hint_count),
     ]
 

@@ -183,7 +183,8 @@ def normalize() -> Checker:
     """e / sum(e) along ``dim`` (notebook 00). Properties:
     each slice along ``dim`` sums to 1 and keeps the proportions of e;
     ``dim`` is honoured (dim=0, dim=1 of 3-D, any shape);
-    the output has e's shape and dtype; e is not modified."""
+    the output has e's shape and dtype; e is not modified; the divisor is the plain sum (a negative entry
+    counts negatively)."""
     def positive(*shape, seed):
         return randn(*shape, seed=seed).exp()
     cases = [
@@ -194,6 +195,8 @@ def normalize() -> Checker:
         Case("3-D input, dim=1", (positive(2, 4, 3, seed=54),), {"dim": 1},
              hint="reduce over `dim`, whatever the number of dimensions"),
         Case("float16 input", (positive(3, 17, seed=55).half(),)),
+        Case("a row with a negative entry: e / sum(e), the plain sum", (torch.tensor([[2.0, -1.0, 3.0]]),),
+             hint="divide by the plain sum of e along `dim`, not the sum of |e| (an L1 norm)"),
     ]
     e = NONSQUARE.exp()
     probes = shape_probes(e)
@@ -277,10 +280,12 @@ def _nan_for_minus_inf(o, p):
 def logsumexp() -> Checker:
     """log sum exp(x) over ``dim``, ``dim`` reduced away (notebook 02). Properties:
     the value m + log sum exp(x - m); the shape of x without ``dim``; ``dim`` honoured; the input's dtype;
-    finite for large and very negative inputs (each row's own max); -inf for a row of all -inf;
-    float64 is computed in float64."""
+    finite for large and very negative inputs (each row's own max); -inf for a row of all -inf, +inf for a
+    row holding +inf; a size-1 axis other than ``dim`` kept; float64 is computed in float64."""
     all_neg_inf = randn(3, 6, seed=21)
     all_neg_inf[1] = -math.inf
+    pos_inf = randn(3, 6, seed=22)
+    pos_inf[1, 2] = math.inf
     shifted = randn(1, 6, seed=94)
     cases = [
         Case("small random rows", (randn(4, 10, seed=17),), hint="log sum exp(x) of each row"),
@@ -292,6 +297,12 @@ def logsumexp() -> Checker:
         Case("rows at very different scales", (_rows_at(-1000.0, 0.0, 1000.0, seed=23),),
              hint="each row is shifted by its own max, whatever the other rows hold"),
         Case("a row that is all -inf (the answer is -inf, as torch.logsumexp)", (all_neg_inf,)),
+        Case("a row holding +inf (the answer is +inf, as torch.logsumexp)", (pos_inf,),
+             hint="a row holding +inf has logsumexp +inf: with m = +inf, x - m is inf - inf = NaN, so shift by 0 "
+                  "where the max is infinite (either sign)"),
+        Case("a (2, 1, 5) input: a size-1 axis before the reduced one", (randn(2, 1, 5, seed=24),),
+             hint="keep the max's reduced axis (keepdim=True) until the end: squeezing it drops the size-1 axis "
+                  "too, and the shapes then broadcast to (2, 2)"),
         float16_case(),
         float64_case(),
     ]
@@ -341,8 +352,9 @@ def _threshold_probe(dtype, seen_starts, hint) -> Probe:
 
 @checker
 def overflow_threshold() -> Checker:
-    """ln(finfo(dtype).max), to 0.1%, for each floating dtype (notebook 01). Properties:
-    it is the natural log of the largest finite value of the given dtype (float32, float16, bfloat16, float64)."""
+    """ln(finfo(dtype).max), to 0.1% and never above it, for each floating dtype (notebook 01). Properties:
+    it is the natural log of the largest finite value of the given dtype (float32, float16, bfloat16, float64);
+    exp of it does not overflow (not above ln(finfo.max) by more than a float32 rounding)."""
     cases = [Case(str(d).replace("torch.", ""), (d,), hint="the natural log of torch.finfo(dtype).max")
              for d in _FLOATS]
 
@@ -350,9 +362,18 @@ def overflow_threshold() -> Checker:
         if not isinstance(out, (int, float)) and not (isinstance(out, torch.Tensor) and out.numel() == 1):
             raise AssertionError(f"returned {type(out).__name__}, expected a number")
         assert_close(float(out), expected, rtol=1e-3, atol=0.0, what="threshold")
+        if float(out) > expected + 1e-5 * abs(expected):  # a threshold x must have a finite exp(x)
+            raise AssertionError(f"threshold: {float(out):.6g} is above ln(finfo.max) = {expected:.6g}, "
+                                 "so exp of it overflows")
+
+    def rounded_up(o, p):
+        value, exact = float(o.value), math.log(torch.finfo(p.args[0]).max)
+        return exact * (1 + 1e-5) < value <= exact * (1 + 1e-3) and f"{value:.6g} > ln(finfo.max) = {exact:.6g}"
 
     f16 = torch.float16
     probes = [
+        Probe("float16", (f16,), {}, "the threshold is rounded up past ln(finfo.max) (a power of 2, or a ceil): "
+              "exp of it is inf in that dtype; return math.log(torch.finfo(dtype).max) itself", rounded_up),
         _threshold_probe(f16, "log2", "exp is base e: take the natural log (math.log), not log2"),
         _threshold_probe(f16, "log10", "exp is base e: take the natural log (math.log), not log10"),
         _threshold_probe(f16, "ln of finfo.tiny", "that is where exp underflows (ln of finfo.tiny); overflow "

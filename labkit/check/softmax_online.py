@@ -62,6 +62,9 @@ def merge_states() -> Checker:
         Case("first block empty (m = -inf, d = 0)", (EMPTY, a), hint="an empty block leaves the other unchanged"),
         Case("both blocks empty", (EMPTY, EMPTY), hint="the merge of two empty blocks is empty: m = -inf, d = 0"),
         Case("some rows empty in both blocks", (mixed, EMPTY), hint="rows merge independently; empty rows stay empty"),
+        Case("float64 states (judged at float64 tolerance)",
+             (ref.OnlineState(a.m.double(), a.d.double()), ref.OnlineState(b.m.double(), b.d.double())),
+             hint="keep the states' dtype: float64 states merge in float64"),
     ]
     probes = [
         Probe("maxima [0, 1] and [1, 0]", CROSSED, {}, "the merged max is the larger of the two: "
@@ -115,6 +118,9 @@ _STALE = ("the second pass must normalise every element with the final max m_i a
           "normalised with the max current when they were first seen come out too large")
 
 
+FIRST_MASKED = torch.cat([torch.full((2, 4), -math.inf), randn(2, 3, seed=17)], 1)  # a causal row's masked keys
+
+
 @checker
 def online_softmax() -> Checker:
     """The online normaliser over blocks of ``block_size`` along ``dim`` (notebook 03). Properties:
@@ -141,6 +147,12 @@ def online_softmax() -> Checker:
              hint="blocks run along `dim`, not the last axis"),
         float16_case("float16 input, blocks of 8", block_size=8),
         float64_case("float64 input, blocks of 4 (judged at float64 tolerance)", block_size=4),
+        Case("rows around -1000, blocks of 2", (randn(2, 5, seed=16, shift=-1000.0),), {"block_size": 2},
+             hint="start the running max at -inf, not 0: against 0 every exp(x) of a row around -1000 underflows, "
+                  "and the row comes out 0/0"),
+        Case("the first block all -inf (masked), blocks of 4", (FIRST_MASKED,), {"block_size": 4},
+             hint="while the running max is still -inf, exp(m_i - m_new) is exp(-inf + inf) = NaN: rescale by "
+                  "exp(m_i - m) with m = 0 where the max is infinite"),
     ]
     probes = shape_probes(block_size=2) + [
         Probe("5 equal values, blocks of 4", (torch.zeros(1, 5),), {"block_size": 4},

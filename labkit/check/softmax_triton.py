@@ -7,6 +7,8 @@ show in the row sums.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from labkit import softmax as ref
@@ -65,6 +67,7 @@ def softmax_triton() -> Checker:
 
 
 RISING = torch.linspace(0.0, 20.0, 100).unsqueeze(0)  # the max arrives in the second block of 64
+FIRST_MASKED = torch.cat([torch.full((1, 64), -math.inf), torch.linspace(-3.0, 3.0, 36).unsqueeze(0)], 1)
 FALLING = torch.cat([torch.full((1, 64), 80.0), torch.full((1, 36), -80.0)], 1)  # max in the first block
 
 
@@ -100,6 +103,12 @@ def online_softmax_triton() -> Checker:
                          hint="l_i follows the running max m_i as it grows, block by block"))
     cases.insert(4, Case("values falling: the max is in the first block", (FALLING,),
                          hint="the running max never decreases: later, smaller blocks leave it as it is"))
+    cases.append(Case("rows around -1000", (randn(2, 100, seed=46, shift=-1000.0),),
+                      hint="start m_i at -inf, not 0: against 0 every exp(x) of a row around -1000 underflows, and "
+                           "the row comes out 0/0"))
+    cases.append(Case("the first block of 64 all -inf (masked)", (FIRST_MASKED,),
+                      hint="while m_i is still -inf, exp(m_i - m_new) is exp(-inf + inf) = NaN: rescale with a max "
+                           "of 0 where it is infinite (tl.where)"))
     zeros = torch.zeros(1, 100)
     probes = [
         Probe("100 equal values (blocks of 64)", (zeros,), {}, _MASK, _equal_row),

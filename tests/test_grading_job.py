@@ -25,7 +25,8 @@ def test_the_job_runs_the_notebook_without_importing_labkit_or_torch(tmp_path):
     report, imported = _run_job(tmp_path, [new_markdown_cell("# x"), new_code_cell("print(6 * 7)"),
                                            new_code_cell("1 / 0")])
     assert report == {"timed_out": [], "died_at": None, "stuck_at": None,
-                      "errors": {"2": ["ZeroDivisionError", "division by zero"]}, "output_bytes": report["output_bytes"]}
+                      "errors": {"2": ["ZeroDivisionError", "division by zero"]}, "output_bytes": report["output_bytes"],
+                      "killed_stuck": ""}
     assert "nbclient" in imported  # the probe sees the job's imports ...
     assert not {"labkit", "torch", "triton"} & imported  # ... and these are not among them
 
@@ -45,3 +46,22 @@ def test_what_a_cell_prints_is_counted_and_dropped_and_nothing_but_the_report_re
         new_code_cell("raise ValueError('y' * 100000)")])
     assert report["output_bytes"] > 64 << 20 and report["died_at"] is None
     assert len(report["errors"]["2"][1]) == job.MAX_ERROR
+
+
+def test_an_exercise_that_blocks_every_signal_is_stopped_near_its_own_limit(tmp_path):
+    """The harvest names the exercise it evaluates in a file; one that runs past its limit + 5 s gets
+    its kernel killed by the job, and the report says which (not the whole harvest cell's limit)."""
+    import time
+    (tmp_path / "work").mkdir()
+    (tmp_path / "out").mkdir()
+    harvest = ("import signal, os, time\nopen('../out/running', 'w').write('stubborn')\n"
+               "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGALRM, signal.SIGTERM})\n"
+               "while True:\n    pass")
+    start = time.monotonic()
+    done = subprocess.run(job.command(), cwd=tmp_path / "work", capture_output=True, timeout=120,
+                          input=json.dumps({"notebook": new_notebook(cells=[new_code_cell("x = 1"), new_code_cell(harvest)]),
+                                            "timeout": 2, "harvest_timeout": 100,
+                                            "progress": "../out/running"}).encode())
+    report = json.loads(done.stdout)
+    assert report["killed_stuck"] == "stubborn" and report["died_at"] == 1, report
+    assert time.monotonic() - start < 40

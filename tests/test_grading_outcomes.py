@@ -144,7 +144,7 @@ def test_the_harvest_records_each_exercise_for_the_grader_to_judge(tmp_path):
         raise NotImplementedError("Exercise 2.2")
     harvest.harvest({"safe_softmax": "safe_softmax", "logsumexp": "logsumexp", "naive_softmax": "naive_softmax",
                      "no_such_checker": "f"}, {"safe_softmax": safe_softmax, "logsumexp": logsumexp, "f": abs}, tmp_path)
-    assert not (tmp_path / oc.outcomes_name("no_such_checker")).exists()  # the grader says there is no such checker
+    assert _read(tmp_path, "no_such_checker")[1].startswith("not graded: the checker no_such_checker did not load")
     checker = core.CHECKERS["safe_softmax"]()
     got, _ = _read(tmp_path, "safe_softmax")
     assert oc.judge_outcomes(checker, got).status == "passed"
@@ -153,3 +153,15 @@ def test_the_harvest_records_each_exercise_for_the_grader_to_judge(tmp_path):
     assert _read(tmp_path, "naive_softmax") == (None, "no function named naive_softmax in the notebook")
     with pytest.raises(oc.MalformedOutcomes):
         oc.judge_outcomes(checker, got[:1])
+
+
+def test_a_file_of_countless_tiny_outcomes_is_refused_before_unpickling():
+    import io
+    import time
+    buffer = io.BytesIO()
+    torch.save({"format": oc.FORMAT, "name": "t", "note": "", "outcomes": [{"value": i} for i in range(300_000)]},
+               buffer)
+    start = time.monotonic()
+    with pytest.raises(oc.MalformedOutcomes, match="more than 200000 pickled objects"):
+        oc.load_outcomes(buffer.getvalue(), "t")
+    assert time.monotonic() - start < 5

@@ -56,6 +56,16 @@ SETUP = "import torch\nimport numpy as np\nimport torch.nn.functional as F\nimpo
      "labkit.softmax.safe_softmax"),
     ("gaussian_elimination", ["from labkit import elimination\ndef gaussian_elimination(A, b):\n"
                               "    return elimination.lu_solve(elimination.lu_factor(A), b)"], "labkit.elimination.lu_solve"),
+    # what a static reading cannot follow is refused, not passed
+    ("safe_softmax", ["def safe_softmax(x, dim=-1):\n    return getattr(torch, 'soft' + 'max')(x, dim)"],
+     "getattr with a computed name (code the static check cannot read: write the exercise in plain code)"),
+    ("logsumexp", ["exec('def logsumexp(x, dim=-1):\\n    return torch.log' + 'sumexp(x, dim)')"],
+     "exec (code the static check cannot read: write the exercise in plain code)"),
+    ("safe_softmax", ["import importlib\ndef safe_softmax(x, dim=-1):\n    m = importlib.import_module('tor' + 'ch')\n"
+                      "    return m.special.softmax(x, dim)"],
+     "importlib.import_module (code the static check cannot read: write the exercise in plain code)"),
+    ("safe_softmax", ["from labkit.check.core import CHECKERS as _C\n_ref = _C['safe_softmax']().reference",
+                      "def safe_softmax(x, dim=-1):\n    return _ref(x, dim)"], "labkit.check (the checker and its reference)"),
 ])
 def test_reuse_is_found_wherever_the_function_reaches_it(name, cells, used):
     assert reuse.reused(exercise(name), name, [SETUP, "import labkit", *cells])[0] == used

@@ -115,7 +115,7 @@ def test_memory_written_to_tmpfs_counts_and_the_limit_is_named(tmp_path):
 def test_the_disk_budget_holds_and_is_named(tmp_path):
     budget = bd.Budget(disk=64 << 20)
     done, scratch = _sh(tmp_path, "head -c 200000000 /dev/zero > /tmp/fill; ls -l /tmp/fill", budget)
-    used = bd.disk_usage(scratch.root)
+    used, _ = bd.disk_usage(scratch.root)
     scratch.close()
     assert "disk" in done.hit and used <= 80 << 20
 
@@ -128,3 +128,19 @@ def test_a_fork_bomb_stops_at_the_process_limit(tmp_path):
     scratch.close()
     assert "processes" in done.hit or "fork" in done.stderr.lower() or "resource" in done.stderr.lower()
     assert not done.timed_out or done.hit  # stopped by the limit, not by the clock
+
+
+@needs_bwrap
+@pytest.mark.skipif(__import__("labkit.grading.seccomp", fromlist=["program"]).program() is None,
+                    reason="no seccomp filter for this architecture")
+def test_no_new_namespace_no_ptrace_but_threads_and_processes_work(tmp_path):
+    script = ("unshare --user true && echo USERNS; unshare --pid --fork true && echo PIDNS; "
+              f"{sys.executable} -c 'import ctypes, os; "
+              "print(\"PTRACE\" if ctypes.CDLL(None).ptrace(16, os.getppid(), 0, 0) == 0 else \"no ptrace\")'; "
+              f"{sys.executable} -c 'import threading, multiprocessing as m; t = threading.Thread(target=print); "
+              "t.start(); t.join(); p = m.Process(target=print); p.start(); p.join(); print(\"WORKS\", p.exitcode)'")
+    done, scratch = _sh(tmp_path, script)
+    scratch.close()
+    out = done.stdout.decode()
+    assert "USERNS" not in out and "PIDNS" not in out and "PTRACE" not in out, out
+    assert "no ptrace" in out and "WORKS 0" in out, (out, done.stderr)

@@ -12,11 +12,11 @@ from labkit.grading.verdict import ExerciseResult, Status, clean, csv_cell
 
 
 @pytest.mark.parametrize("text, shown", [
-    ("ok\r✔ alice: passed", "ok ✔ alice: passed"),  # a carriage return would overwrite the line in a terminal
-    ("a\nb\n\nc", "a b c"),
+    ("ok\r✔ alice: passed", "ok ↵ ✔ alice: passed"),  # a carriage return would overwrite the line in a terminal
+    ("a\nb\n\nc", "a ↵ b ↵ ↵ c"),
     ("\x1b[2K\x1b[1Gpassed\x1b[0m", "passed"),  # ANSI: erase the line, move, reset
     ("\x1b]8;;http://x\x07link\x1b]8;;\x07", "link"),  # OSC 8 hyperlink
-    ("safe\u202etxt.exe", "safe txt.exe"),  # a right-to-left override
+    ("safe\u202etxt.exe", "safetxt.exe"),  # a right-to-left override
     ("tab\there\x00\x07\x7f", "tab here"),
     ("x" * 2000, "x" * 997 + "..."),
 ])
@@ -26,7 +26,7 @@ def test_clean_leaves_one_plain_line(text, shown):
 
 @pytest.mark.parametrize("text, cell", [
     ('=HYPERLINK("http://x","y")', '\'=HYPERLINK("http://x","y")'), ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
-    ("-2+3", "'-2+3"), ("@SUM(1)", "'@SUM(1)"), ("\r=1+1", "'=1+1"), ("passed", "passed"), ("2/3", "2/3"),
+    ("-2+3", "'-2+3"), ("@SUM(1)", "'@SUM(1)"), ("\r=1+1", "↵ =1+1"), ("passed", "passed"), ("2/3", "2/3"),
 ])
 def test_a_cell_a_spreadsheet_would_run_is_quoted_as_text(text, cell):
     assert csv_cell(text) == cell and csv_cell(csv_cell(text)) == cell
@@ -50,6 +50,7 @@ def test_grade_merge_refuses_parts_that_disagree_or_are_malformed(tmp_path, caps
         "a second row": [["s2/07_x.ipynb", "double", "passed", ""], ["s2/07_x.ipynb", "double", "failed", ""]],
         "3 cells": [["s3/07_x.ipynb", "double", "passed"]],
         "unknown status": [["s4/07_x.ipynb", "double", "excellent", ""]],
+        "is not what its exercise rows say": [["s5/07_x.ipynb", "double", "failed", ""], ["s5/07_x.ipynb", "", "score", "1/1"]],
     }
     for why, rows in cases.items():
         bad = _part(tmp_path / "b.csv", rows)
@@ -80,3 +81,10 @@ def test_shards_split_the_sorted_list_and_merge_joins_them(tmp_path, capsys):
     assert cli.cli_merge([str(tmp_path / f"{i}.csv") for i in (2, 0, 1)] + ["--out", str(tmp_path / "all.csv")]) == 0
     rows = list(csv.reader(open(tmp_path / "all.csv")))
     assert rows[0] == cli.HEADER and [r[0] for r in rows[1:]] == [p.as_posix() for p in paths]
+
+
+def test_a_name_shows_its_control_characters_as_escapes_so_it_cannot_pass_for_a_line():
+    from labkit.grading.verdict import clean_name
+    name = "nl\nghost/07_x.ipynb\n  Exercise 7.1 (double): passed\r\x1b[2K\u202e"
+    assert clean_name(name) == "nl\\nghost/07_x.ipynb\\n  Exercise 7.1 (double): passed\\r\\x1b[2K\\u202e"
+    assert csv_cell(clean_name("=cmd\n")) == "'=cmd\\n"

@@ -279,8 +279,9 @@ class Checker:
                             f"check.{self.name}({self.name}), not {type(fn).__name__}")
         used = reused_in_notebook(self.name, fn)
         if used:
-            raise CheckFailed(self.name, [f"✘ {self.name}: uses {used}, which this exercise re-implements"],
-                              f"write it with your own code: labkit grade fails an exercise that calls {used} "
+            from labkit.grading.reuse import reuse_message
+            raise CheckFailed(self.name, [f"✘ {self.name}: {reuse_message(used).replace(' (static check of the code)', '')}"],
+                              f"write it with your own code: labkit grade fails an exercise that uses {used.split(' (')[0]} "
                               "(a static check of your notebook's cells)")
         run = self.prepare(fn) if self.prepare else fn
         inputs, first = self.inputs(), self.first_of_each()

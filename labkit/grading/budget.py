@@ -28,14 +28,15 @@ class Budget:
     """What one submission may use, all its processes together."""
     memory: int = 8 * GIB  # bytes (0: no limit)
     disk: int = 1 * GIB  # bytes written to /scratch, /tmp and /dev/shm together
-    processes: int = 512  # processes and threads
+    processes: int = 256  # processes and threads (a kernel with torch uses some tens)
+    files: int = 16384  # files and folders in the scratch (a notebook makes a few hundred)
     output: int = 1 << 20  # bytes of the job's report read back
 
     def describe(self, what: str) -> str:
         """'memory (2 GiB)': a limit as a verdict names it."""
         value = {"memory": self.memory, "disk": self.disk}.get(what)
-        if what == "processes":
-            return f"processes ({self.processes})"
+        if what in ("processes", "files"):
+            return f"{what} ({getattr(self, what)})"
         return f"{what} ({value / GIB:g} GiB)" if value is not None else what
 
 
@@ -160,11 +161,13 @@ class Cgroup:
                     time.sleep(0.02)
 
 
-def mount_tmpfs(folder: Path, size: int, owner: tuple[int, int] | None) -> bool:
-    """Mount a tmpfs of ``size`` bytes on ``folder`` (root only); False where that is not possible."""
+def mount_tmpfs(folder: Path, size: int, files: int, owner: tuple[int, int] | None) -> bool:
+    """Mount a tmpfs of ``size`` bytes and ``files`` inodes on ``folder`` (root only); False where that
+    is not possible."""
     if os.geteuid() != 0 or not shutil.which("mount"):
         return False
-    options = f"size={size},mode=0755,nosuid,nodev" + (f",uid={owner[0]},gid={owner[1]}" if owner else "")
+    options = f"size={size},nr_inodes={files},mode=0755,nosuid,nodev" + \
+        (f",uid={owner[0]},gid={owner[1]}" if owner else "")
     try:
         return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "labkit-scratch", str(folder)],
                               capture_output=True, timeout=30).returncode == 0
@@ -176,8 +179,8 @@ def unmount(folder: Path) -> None:
     subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)
 
 
-def disk_usage(folder: Path, most: int = 200_000) -> int:
-    """Bytes in the files under ``folder`` (links not followed; at most ``most`` entries looked at)."""
+def disk_usage(folder: Path, most: int = 200_000) -> tuple[int, int]:
+    """(bytes, entries) under ``folder`` (links not followed; at most ``most`` entries looked at)."""
     total, stack, seen = 0, [str(folder)], 0
     while stack and seen < most:
         try:
@@ -190,4 +193,4 @@ def disk_usage(folder: Path, most: int = 200_000) -> int:
                         stack.append(e.path)
         except OSError:
             continue
-    return total
+    return total, seen

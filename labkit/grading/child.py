@@ -17,7 +17,7 @@ import traceback
 from typing import Any, Callable
 
 MEMORY = 4 << 30  # bytes the child may add to what it inherits
-SECONDS = 300  # wall-clock limit (CPU: the same)
+SECONDS = 120  # wall-clock limit (CPU: the same)
 _ANSWER = 64 << 20  # bytes read back at most
 
 

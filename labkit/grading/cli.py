@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import sys
@@ -74,8 +75,8 @@ def _parser() -> argparse.ArgumentParser:
                         "(default: 8; 0: none); where no cgroup can be made, the limit of each process")
     p.add_argument("--disk", type=float, default=1, metavar="GIB",
                    help="what one submission may write (its scratch folder, /tmp and /dev/shm), in GiB (default: 1)")
-    p.add_argument("--processes", type=int, default=512, metavar="N",
-                   help="processes and threads of one submission (default: 512)")
+    p.add_argument("--processes", type=int, default=256, metavar="N",
+                   help="processes and threads of one submission (default: 256)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
                    help="notebooks graded at once, one sandboxed kernel each (default: the CPU count)")
     p.add_argument("--shard", metavar="I/N", help="grade only the I-th of N slices of the sorted submissions")
@@ -111,7 +112,7 @@ def cli_grade(argv: list[str]) -> int:
     from labkit.grading.judge import CHECKER_MODULES, Limits
     from labkit.grading.notebook import find_submissions
     from labkit.grading.sandbox import bwrap_problem
-    from labkit.grading.verdict import Status, clean, csv_cell
+    from labkit.grading.verdict import Status, clean, clean_name, csv_cell
     parser = _parser()
     args = parser.parse_args(argv)
     if args.timeout < 1 or args.notebook_timeout < 1 or args.workers < 1 or args.processes < 16:
@@ -168,7 +169,7 @@ def cli_grade(argv: list[str]) -> int:
     asked: dict = {}  # notebook name -> [[label, points]]
 
     def name_of(p: Path) -> str:
-        return clean(p.relative_to(root).as_posix() if root.is_dir() else str(p))
+        return clean_name(p.relative_to(root).as_posix() if root.is_dir() else str(p))
 
     def report(shown: str, results, error, found=None) -> None:
         nonlocal all_passed, total, passed
@@ -266,10 +267,12 @@ class BadPart(ValueError):
 def read_part(name: str) -> list[list[str]]:
     """The rows of one grade CSV, checked: the header, four cells a row, known statuses, one
     verdict per exercise and one score (or error) per notebook."""
-    try:
-        with open(name, newline="", encoding="utf-8") as f:
-            table = list(csv.reader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
+    from labkit.grading.notebook import NotGradable, read_file
+    try:  # a regular file of its own, not a link to something else
+        table = list(csv.reader(io.StringIO(read_file(name, 256 << 20).decode("utf-8"), newline="")))
+    except NotGradable as err:
+        raise BadPart(f"{name}: {err}") from None
+    except (UnicodeDecodeError, csv.Error) as err:
         raise BadPart(f"{name}: cannot be read ({type(err).__name__})") from None
     if not table or table[0] != HEADER:
         raise BadPart(f"{name} is not a grade CSV (its header is not {','.join(HEADER)})")
@@ -278,12 +281,18 @@ def read_part(name: str) -> list[list[str]]:
         if len(row) != len(HEADER):
             raise BadPart(f"{name}, line {line}: {len(row)} cells, not {len(HEADER)}")
         if row[2] not in STATUSES:
-            raise BadPart(f"{name}, line {line}: unknown status {row[2][:20]!r}")
+            raise BadPart(f"{name}, line {line}: unknown status (not one of {', '.join(sorted(STATUSES))})")
         key = (row[0], row[1] if row[2] not in ("score", "error") else "")
         if key in seen:
             raise BadPart(f"{name}, line {line}: a second row for {row[0][:80]!r}"
                           + (f", exercise {row[1][:40]!r}" if key[1] else ""))
         seen.add(key)
+    for nb in dict.fromkeys(r[0] for r in table[1:]):  # a score must be what its notebook's rows say
+        rows = [r for r in table[1:] if r[0] == nb]
+        graded = [r for r in rows if r[2] in ("passed", "failed", "not attempted")]
+        score = next((r[3] for r in rows if r[2] == "score"), None)
+        if score is not None and score != f"{sum(r[2] == 'passed' for r in graded)}/{len(graded)}":
+            raise BadPart(f"{name}: the score {score[:20]!r} of {nb[:80]!r} is not what its exercise rows say")
     return table[1:]
 
 

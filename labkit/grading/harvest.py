@@ -21,8 +21,21 @@ from labkit.check import core
 from labkit.grading.outcomes import TIMED_OUT, save_outcomes, type_name
 
 
+RUNNING = "running"  # beside the outcome files: the exercise being evaluated (the job watches it)
+
+
 class _Timeout(BaseException):
     pass
+
+
+def _mark(path: str, name: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(name)
 
 
 def harvest(exercises: dict[str, str], namespace: dict, folder: str | Path, seconds: int = 120,
@@ -36,11 +49,14 @@ def harvest(exercises: dict[str, str], namespace: dict, folder: str | Path, seco
     for module in modules:
         importlib.import_module(module)
     os.makedirs(folder, exist_ok=True)
+    running = os.path.join(folder, RUNNING)  # which exercise runs now: the job stops one that will not stop
 
     def alarm(*_):
         raise _Timeout
     for name, fn_name in exercises.items():
-        if name not in core.CHECKERS:  # the grader reports it
+        if name not in core.CHECKERS:  # the grader has it, the sandbox did not load it
+            save_outcomes(folder, name, None, f"not graded: the checker {name} did not load in the sandbox (a "
+                                              "--checkers module importing a file beside it that it cannot see?)")
             continue
         fn = namespace.get(fn_name)
         if fn is None:
@@ -50,6 +66,7 @@ def harvest(exercises: dict[str, str], namespace: dict, folder: str | Path, seco
             save_outcomes(folder, name, None, f"{fn_name} is a {type_name(fn)}, not a function")
             continue
         checker = core.CHECKERS[name]()
+        _mark(running, name)
         outcomes: list = []
         previous = signal.signal(signal.SIGALRM, alarm)
         signal.alarm(max(1, int(seconds)))
@@ -65,6 +82,7 @@ def harvest(exercises: dict[str, str], namespace: dict, folder: str | Path, seco
             signal.alarm(0)
             signal.signal(signal.SIGALRM, previous)
         save_outcomes(folder, name, outcomes)
+    _mark(running, "")
 
 
 _BOOTSTRAP = '''def _labkit_grade(namespace):
@@ -116,7 +134,12 @@ def origins(modules: tuple[str, ...]) -> list[tuple[str, str, bool]]:
 
 
 def harvest_cell(exercises: dict[str, str], folder: str, seconds: int, modules: tuple[str, ...]) -> str:
-    """The source of the one cell the grader appends after a submission's cells."""
+    """The source of the one cell the grader appends after a submission's cells.
+
+    Dropped from ``sys.modules`` and imported again: labkit, the checker modules, and the modules
+    beside them that they import (``sandbox.checker_files``), so every checker registers anew."""
+    from labkit.grading.sandbox import checker_files
     found = origins(modules)
-    return _BOOTSTRAP.format(roots=sorted({n for n, _, _ in found}), origins=found, exercises=dict(exercises),
+    roots = {n for n, _, _ in found} | {p.stem for p in checker_files(modules) if p.suffix == ".py"}
+    return _BOOTSTRAP.format(roots=sorted(roots), origins=found, exercises=dict(exercises),
                              folder=folder, seconds=int(seconds), modules=tuple(modules))

@@ -16,6 +16,8 @@ import logging
 import os
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass, field
 
 import nbformat
@@ -37,6 +39,7 @@ class Execution:
     died_at: int | None = None  # index of the cell during which the kernel died
     stuck_at: int | None = None  # index of a timed-out cell the kernel did not stop
     output_bytes: int = 0  # what the cells sent, all outputs counted
+    killed_stuck: str = ""  # the exercise whose evaluation would not stop: its kernel was killed
 
     def errors(self) -> dict[int, tuple[str, str]]:
         """{cell index: (ename, evalue)} of each cell's first error."""
@@ -48,14 +51,39 @@ class Execution:
         return found
 
 
+def _watch(run: Execution, client, progress: str, limit: float, done: threading.Event) -> None:
+    """While the harvest cell runs: kill the kernel when one exercise has been evaluated for longer
+    than ``limit`` seconds (a function that blocks SIGALRM and SIGINT would otherwise keep it busy
+    until the whole cell's limit)."""
+    seen, since = None, time.monotonic()
+    while not done.wait(0.5):
+        try:
+            fd = os.open(progress, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as f:
+                name = f.read(100).decode(errors="replace") if os.fstat(fd).st_mode & 0o170000 == 0o100000 else None
+        except OSError:
+            name = None
+        if name != seen:
+            seen, since = name, time.monotonic()
+        elif name and time.monotonic() - since > limit:
+            run.killed_stuck = name
+            try:
+                client.km.provisioner.process.kill()
+            except (AttributeError, OSError):
+                pass
+            return
+
+
 def execute_notebook(nb: NotebookNode, cwd: str, timeout: int = 120, last_timeout: int | None = None,
-                     errors_only: bool = True) -> Execution:
+                     errors_only: bool = True, progress: str | None = None) -> Execution:
     """Run a copy of ``nb`` in a fresh ``python3`` kernel started in ``cwd``; cells keep going after
     errors and after a timeout (the kernel is interrupted); a dead kernel stops the run. Only
     error outputs are kept (all of them with ``errors_only=False``, for a trusted notebook).
 
     Each cell has ``timeout`` seconds; the last has ``last_timeout`` when given (the grader's
-    harvest cell, which evaluates every exercise)."""
+    harvest cell, which evaluates every exercise): there, with ``progress`` (the harvest's file
+    naming the exercise it evaluates), one exercise that runs past ``timeout`` + 5 s gets its
+    kernel killed."""
     from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
 
@@ -95,11 +123,16 @@ def execute_notebook(nb: NotebookNode, cwd: str, timeout: int = 120, last_timeou
         for index, cell in enumerate(run.nb.cells):
             if cell.cell_type != "code":
                 continue
+            done = threading.Event()
+            if progress and cell is last:
+                threading.Thread(target=_watch, args=(run, client, progress, timeout + 5, done), daemon=True).start()
             try:
                 client.execute_cell(cell, index)
             except DeadKernelError:
                 run.died_at = index
                 break
+            finally:
+                done.set()
             # An interrupted cell ends with an error output; none means the kernel is still busy.
             if index in run.timed_out and not any(o.output_type == "error" for o in cell.outputs):
                 run.stuck_at = index
@@ -110,7 +143,8 @@ def execute_notebook(nb: NotebookNode, cwd: str, timeout: int = 120, last_timeou
 def report(run: Execution) -> dict:
     """What the grader reads back: plain JSON."""
     return {"timed_out": sorted(run.timed_out), "died_at": run.died_at, "stuck_at": run.stuck_at,
-            "errors": {str(i): list(e) for i, e in run.errors().items()}, "output_bytes": run.output_bytes}
+            "errors": {str(i): list(e) for i, e in run.errors().items()}, "output_bytes": run.output_bytes,
+            "killed_stuck": run.killed_stuck}
 
 
 def command() -> list[str]:
@@ -123,7 +157,8 @@ def main() -> int:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     job = json.loads(sys.stdin.buffer.read())
-    run = execute_notebook(job["notebook"], os.getcwd(), job["timeout"], job.get("harvest_timeout"))
+    run = execute_notebook(job["notebook"], os.getcwd(), job["timeout"], job.get("harvest_timeout"),
+                           progress=job.get("progress"))
     with os.fdopen(answer, "w") as out:
         json.dump(report(run), out)
     return 0

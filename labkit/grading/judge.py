@@ -30,13 +30,13 @@ import nbformat
 from labkit.grading import budget as bd
 from labkit.grading import child, job, sandbox
 from labkit.grading import outcomes as oc
-from labkit.grading.harvest import harvest_cell
+from labkit.grading.harvest import RUNNING, harvest_cell
 from labkit.grading.notebook import (COMPILE_ERRORS, NotGradable, Task, compile_error, defines, exercises_of,
                                      parse_submission, read_file)
 from labkit.grading.registry import exercise
-from labkit.grading.reuse import reused
+from labkit.grading.reuse import reuse_message, reused
 from labkit.grading.student import notebook_number
-from labkit.grading.verdict import ExerciseResult, Status
+from labkit.grading.verdict import ExerciseResult, Status, clean, first_line
 
 CHECKER_MODULES = ("labkit.check",)
 KILLED = "the kernel died while this exercise ran (os._exit, a crash or out of memory?)"
@@ -128,7 +128,8 @@ def run_submission(cells: list[dict], tasks: list[Task], limits: Limits, modules
         scratch = sandbox.Scratch(limits.budget, sandbox.sandbox_ids() if limits.sandboxed else None)
         try:
             finished = sandbox.run(job.command(), scratch, stdin=json.dumps(
-                {"notebook": nb, "timeout": limits.cell, "harvest_timeout": seconds}).encode(),
+                {"notebook": nb, "timeout": limits.cell, "harvest_timeout": seconds,
+                 "progress": f"../out/outcomes/{RUNNING}"}).encode(),
                 timeout=max(1, int(deadline - time.monotonic())), budget=limits.budget,
                 sandboxed=limits.sandboxed, hidden=hidden, modules=modules, env=limits.env())
             harvested = []
@@ -151,6 +152,15 @@ def run_submission(cells: list[dict], tasks: list[Task], limits: Limits, modules
             state["no_report"] = True
             return {**state, **blamed, "run": {}, "cut": cut, "harvest_timeout": seconds}
         run = {k: report.get(k) for k in ("timed_out", "died_at", "stuck_at", "errors")}
+        stopped = report.get("killed_stuck")
+        if isinstance(stopped, str) and stopped in [t.name for t in todo] and stopped not in harvested:
+            # the job killed the kernel: this exercise would not stop; the ones after it run again
+            blamed["stuck_by"].append(stopped)
+            todo = todo[[t.name for t in todo].index(stopped) + 1:]
+            if todo and time.monotonic() < deadline:
+                continue
+            return {**state, **blamed, "run": run, "cut": cut, "harvest_timeout": seconds,
+                    "cells_run": len(nb["cells"])}
         harvest = len(nb["cells"]) - 1
         died, stuck = run.get("died_at") == harvest, run.get("stuck_at") == harvest
         stop = run.get("died_at") if run.get("died_at") is not None else run.get("stuck_at")
@@ -181,8 +191,8 @@ def run_submission(cells: list[dict], tasks: list[Task], limits: Limits, modules
 
 def _summary(error: list) -> str:
     ename, evalue = (list(error) + ["Error", ""])[:2]
-    first = next((line.strip() for line in str(evalue).split("\n") if line.strip()), "")
-    return f"{ename}: {first[:160]}" if first else str(ename)
+    first = clean(first_line(evalue))
+    return f"{clean(first_line(ename))}: {first[:160]}" if first else clean(first_line(ename))
 
 
 def _limits_line(hit: list[str], budget: bd.Budget) -> str:
@@ -262,6 +272,8 @@ def judge_task(task: Task, store: Path, cells: list[dict], runs: dict, limits: L
                               raised=ename)
             if ename != "NotImplementedError":
                 return result(Status.FAILED, f"{_summary(error)} (in the exercise cell)", raised=_summary(error))
+        if note.startswith("not graded:"):
+            return result(Status.FAILED, note, graded=False)
         return result(Status.NOT_ATTEMPTED, note)
     if any(o.timed_out for o in got if isinstance(o, core.Outcome)):
         return result(Status.FAILED, f"timed out: no result within {limits.cell} s (an endless loop?)", timed_out=True)
@@ -281,7 +293,7 @@ def judge_task(task: Task, store: Path, cells: list[dict], runs: dict, limits: L
         return result(Status.NOT_ATTEMPTED)
     lines = [line.strip() for line in verdict.message.split("\n") if line.strip()]
     head = lines[0] if lines else ""
-    raised = f"your function raised {verdict.raised}" if verdict.raised else ""
+    raised = f"your function raised {clean(first_line(verdict.raised))}" if verdict.raised else ""
     hint = raised or verdict.hint  # what it raised says more than "run it on these inputs"
     return result(Status.FAILED, f"{hint} [{head}]" if hint else head, raised=verdict.raised)
 
@@ -337,7 +349,6 @@ def grade_submission(path: str | Path, solutions: str | Path, limits: Limits = L
             r.detail = (f"{r.detail}; " if r.detail else "") + f"the submission reached its limit of {hit}"
         used = read["reused"].get(t.name)
         if used:
-            r = ExerciseResult(t.name, t.label, Status.FAILED, f"uses {used}, which this exercise re-implements "
-                                                               "(static check of the code)", reused=used)
+            r = ExerciseResult(t.name, t.label, Status.FAILED, reuse_message(used), reused=used)
         results.append(r)
     return results

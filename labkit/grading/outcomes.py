@@ -25,6 +25,8 @@ FORMAT = "labkit-outcomes/1"
 MAX_DEPTH = 16  # deeper structures are not a course answer
 MAX_TEXT = 20_000  # characters kept of a string
 MAX_FILE = 64 << 20  # bytes: a larger outcomes file is refused
+MAX_PICKLE_OPS = 200_000  # pickled operations in one file (a course answer: a few thousand)
+MAX_TENSORS = 4096  # tensors in one file
 MAX_ELEMENTS = 1 << 24  # elements of one tensor or array (a course answer has far fewer)
 DTYPES = {torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16, torch.bfloat16,
           torch.float32, torch.float64, torch.complex64, torch.complex128}
@@ -228,6 +230,7 @@ def load_outcomes(data: bytes, name: str) -> tuple[list | None, str]:
     its file; MalformedOutcomes when they are not what :func:`save_outcomes` writes."""
     if len(data) > MAX_FILE:
         raise MalformedOutcomes(f"{outcomes_name(name)} is larger than {MAX_FILE >> 20} MiB")
+    _count_objects(data, name)
     try:
         loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - anything the safe unpickler refuses
@@ -240,6 +243,30 @@ def load_outcomes(data: bytes, name: str) -> tuple[list | None, str]:
     if type(loaded["outcomes"]) is not list:
         raise MalformedOutcomes("outcomes is not a list")
     return [decode_outcome(d) for d in loaded["outcomes"]], note
+
+
+def _count_objects(data: bytes, name: str) -> None:
+    """Refuse, before unpickling, a file with more pickled operations or tensors than any course
+    answer has (600,000 tiny outcomes would keep the safe unpickler busy for minutes)."""
+    import pickletools
+    import zipfile
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            entries = z.namelist()
+            if len(entries) > MAX_TENSORS + 8:
+                raise MalformedOutcomes(f"{outcomes_name(name)} holds {len(entries)} tensors (more than {MAX_TENSORS})")
+            pickled = next((n for n in entries if n.endswith("/data.pkl")), None)
+            if pickled is None:
+                raise MalformedOutcomes(f"{outcomes_name(name)} is not a torch.save file")
+            ops = 0
+            for _ in pickletools.genops(z.read(pickled)):
+                ops += 1
+                if ops > MAX_PICKLE_OPS:
+                    raise MalformedOutcomes(f"{outcomes_name(name)} holds more than {MAX_PICKLE_OPS} pickled objects")
+    except (zipfile.BadZipFile, ValueError, EOFError) as err:
+        if isinstance(err, MalformedOutcomes):
+            raise
+        raise MalformedOutcomes(f"{outcomes_name(name)} is not a safe outcomes file ({type(err).__name__})") from None
 
 
 def judge_outcomes(checker: Any, outcomes: list) -> Any:

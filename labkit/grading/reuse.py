@@ -140,9 +140,34 @@ def _matches(dotted: str, imported: bool, exercise: Exercise) -> bool:
     return False
 
 
+_DYNAMIC = {"exec": "exec", "eval": "eval", "compile": "compile", "__import__": "__import__",
+            "globals": "globals()", "vars": "vars()", "locals": "locals()", "setattr": "setattr"}
+_UNREADABLE = " (code the static check cannot read: write the exercise in plain code)"
+
+
+def _dynamic(sub: ast.AST, reading: Reading) -> str | None:
+    """What makes a call unreadable to a static check ('exec', 'getattr with a computed name'), or None."""
+    if not isinstance(sub, ast.Call):
+        return None
+    if isinstance(sub.func, ast.Name) and sub.func.id in _DYNAMIC and sub.func.id not in reading.definitions:
+        return _DYNAMIC[sub.func.id]
+    if isinstance(sub.func, ast.Name) and sub.func.id == "getattr" and len(sub.args) >= 2 and \
+            not (isinstance(sub.args[1], ast.Constant) and isinstance(sub.args[1].value, str)):
+        return "getattr with a computed name"
+    dotted = _dotted(sub.func, reading.aliases) if isinstance(sub.func, (ast.Name, ast.Attribute)) else None
+    if dotted and dotted[0] in ("importlib.import_module", "builtins.exec", "builtins.eval", "builtins.getattr"):
+        return dotted[0]
+    return None
+
+
 def _references(node: ast.AST, reading: Reading):
-    """Each (dotted name, whether it is imported) that ``node`` mentions, in source order."""
+    """Each (dotted name, whether it is imported) that ``node`` mentions, in source order; what the
+    static check cannot follow comes as ('!what', True)."""
     for sub in ast.walk(node):
+        unreadable = _dynamic(sub, reading)
+        if unreadable:
+            yield f"!{unreadable}{_UNREADABLE}", True
+            continue
         if isinstance(sub, ast.ImportFrom) and (sub.module or "").startswith("labkit") and \
                 any(a.name == "*" for a in sub.names) and not sub.module.startswith(("labkit.check", "labkit.grading")):
             yield f"{sub.module}.*", True
@@ -232,10 +257,28 @@ def reused(exercise: Exercise, fn_name: str, sources: list[str], latest: bool = 
         if dotted.startswith("labkit.") and not dotted.startswith(("labkit.check", "labkit.grading")) and \
                 dotted.rsplit(".", 1)[-1] in own:
             return dotted, reading.unreadable
+    if fn_name not in reading.definitions:  # defined by code the check cannot read, e.g. exec at top level
+        for tree in reading.trees:
+            for sub in ast.walk(tree):
+                unreadable = _dynamic(sub, reading)
+                if unreadable:
+                    return f"{unreadable}{_UNREADABLE}", reading.unreadable
     for definition in reachable(fn_name, reading):
         for dotted, imported in _references(definition, reading):
+            if dotted.startswith("!"):
+                return dotted[1:], reading.unreadable
+            if dotted.startswith(("labkit.check", "labkit.grading")) and imported:
+                return f"{dotted.split('.')[0]}.{dotted.split('.')[1]} (the checker and its reference)", \
+                    reading.unreadable
             if _matches(dotted, imported, exercise) or (
                     dotted.startswith("labkit.") and dotted.rsplit(".", 1)[-1] in own
                     and not dotted.startswith(("labkit.check", "labkit.grading"))):
                 return dotted.replace("<value>", ""), reading.unreadable
     return None, reading.unreadable
+
+
+def reuse_message(used: str) -> str:
+    """The verdict's words for what :func:`reused` found."""
+    if " " in used:  # exec, getattr with a computed name, the checker: a sentence of its own
+        return f"uses {used} (static check of the code)"
+    return f"uses {used}, which this exercise re-implements (static check of the code)"

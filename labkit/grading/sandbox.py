@@ -8,7 +8,9 @@ inside it). Nothing else of the course folder, no other submission, no solutions
 its own PID, IPC and UTS namespaces (everything it starts dies with it).
 **Who it is**: when the grader runs as root, bwrap sets up the mounts and ``setpriv`` then runs
 the job as an unprivileged user of its own (a uid no other process has), with no capabilities;
-an unprivileged grader runs bwrap in a user namespace as itself. /proc/sys is read-only.
+an unprivileged grader runs bwrap in a user namespace as itself. /proc/sys is read-only. A
+seccomp filter (``labkit.grading.seccomp``) refuses new namespaces, ptrace and other system calls
+a notebook never needs.
 **What it may use**: ``labkit.grading.budget`` (memory, processes, disk) and a wall-clock limit.
 **What comes back** travels through pipes (the job's description on stdin, its report on stdout,
 at most ``Budget.output`` bytes) and through files the grader reads with :meth:`Scratch.read`,
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from labkit.grading import budget as bd
+from labkit.grading import seccomp
 
 INSIDE = "/scratch"  # where the scratch folder appears in the sandbox
 SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -106,19 +109,48 @@ def readable_paths(modules: tuple[str, ...] = ()) -> list[Path]:
     from labkit import course
     found = [Path(sys.base_prefix), Path(sys.prefix), Path(os.path.realpath(sys.executable)).parent.parent,
              Path(labkit.__file__).resolve().parent, course.data_dir().resolve()]
-    for module in modules:
-        if module.split(".")[0] == "labkit":
-            continue
-        spec = importlib.util.find_spec(module.split(".")[0])
-        if spec and spec.submodule_search_locations:
-            found += [Path(p) for p in spec.submodule_search_locations]
-        elif spec and spec.origin and os.path.isfile(spec.origin):
-            found.append(Path(spec.origin))
+    found += checker_files(modules)
     out: list[Path] = []
     for p in sorted({Path(os.path.realpath(p)) for p in found}, key=lambda p: len(p.parts)):
         if p.exists() and not any(_inside(p, q) for q in out) and str(p) != "/":
             out.append(p)
     return out
+
+
+def checker_files(modules: tuple[str, ...]) -> list[Path]:
+    """The files of the extra checker modules (``--checkers``), and of the modules beside them that
+    they import (read from their source): what the harvest needs of the folder they live in, no more."""
+    import ast
+    import importlib.util
+    found: list[Path] = []
+    todo = [m.split(".")[0] for m in modules if m.split(".")[0] != "labkit"]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.origin or not os.path.isfile(spec.origin):
+            continue
+        if spec.submodule_search_locations:  # a package: all of it
+            found += [Path(p) for p in spec.submodule_search_locations]
+            continue
+        origin = Path(spec.origin)
+        found.append(origin)
+        try:
+            tree = ast.parse(origin.read_text())
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+            for imported in names:
+                top = imported.split(".")[0]
+                other = importlib.util.find_spec(top) if top not in seen else None
+                if other and other.origin and Path(other.origin).parent == origin.parent:
+                    todo.append(top)
+    return found
 
 
 def course_secrets() -> list[Path]:
@@ -203,7 +235,7 @@ class Scratch:
         self.private = Path(tempfile.mkdtemp(prefix="labkit-grade-"))
         self.root = self.private / "scratch"
         self.root.mkdir()
-        self.mounted = bd.mount_tmpfs(self.root, budget.disk, ids)
+        self.mounted = bd.mount_tmpfs(self.root, budget.disk, budget.files, ids)
         for sub in SUBFOLDERS:  # bwrap enters work/ before it drops root (and every capability)
             (self.root / sub).mkdir(mode=0o755 if sub == "work" else 0o700)
             if ids:
@@ -257,12 +289,13 @@ class Scratch:
         finally:
             os.close(f)
 
-    def full(self, budget: bd.Budget) -> bool:
-        """Whether the scratch reached its size limit."""
+    def full(self, budget: bd.Budget) -> list[str]:
+        """The scratch's limits reached: 'disk' (bytes), 'files'."""
         if self.mounted:
             st = os.statvfs(self.root)
-            return st.f_bavail * st.f_frsize < (1 << 20)
-        return bd.disk_usage(self.root) >= budget.disk
+            return ["disk"] * (st.f_bavail * st.f_frsize < (1 << 20)) + ["files"] * (st.f_favail < 16)
+        size, entries = bd.disk_usage(self.root, budget.files + 1)
+        return ["disk"] * (size >= budget.disk) + ["files"] * (entries > budget.files)
 
     def close(self) -> None:
         if self.mounted:
@@ -325,6 +358,12 @@ def run(command: list[str], scratch: Scratch, *, stdin: bytes, timeout: float, b
         argv, cwd = command, scratch.root / "work"
         child_env = sandbox_env(env, home=str(scratch.root / "home"))
         child_env["TMPDIR"] = str(scratch.root / "tmp")
+    filter_fd = None
+    if sandboxed and (rules := seccomp.program()) is not None:  # a pipe bwrap reads the filter from
+        filter_fd, write = os.pipe()
+        os.write(write, rules)
+        os.close(write)
+        argv[1:1] = ["--seccomp", str(filter_fd)]
     kind = bd.cgroup_kind()
     cgroup = bd.Cgroup(budget) if kind == "v1" else None
     if kind == "systemd":
@@ -335,7 +374,11 @@ def run(command: list[str], scratch: Scratch, *, stdin: bytes, timeout: float, b
     try:
         proc = subprocess.Popen(argv, cwd=cwd, env=child_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True,
+                                pass_fds=() if filter_fd is None else (filter_fd,),
                                 preexec_fn=functools.partial(_limits, budget, cgroup, ids))
+        if filter_fd is not None:
+            os.close(filter_fd)
+            filter_fd = None
         readers = [threading.Thread(target=_drain, args=(proc.stdout, budget.output, False, out), daemon=True),
                    threading.Thread(target=_drain, args=(proc.stderr, 4000, True, err), daemon=True),
                    threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True)]
@@ -346,8 +389,8 @@ def run(command: list[str], scratch: Scratch, *, stdin: bytes, timeout: float, b
             if time.monotonic() >= deadline:
                 timed_out = True
                 break
-            if not scratch.mounted and bd.disk_usage(scratch.root) > budget.disk:
-                hit.append("disk")
+            if not scratch.mounted and (over := scratch.full(budget)):
+                hit += over
                 break
             try:
                 proc.wait(timeout=0.5 if not scratch.mounted else max(0.01, deadline - time.monotonic()))
@@ -361,9 +404,10 @@ def run(command: list[str], scratch: Scratch, *, stdin: bytes, timeout: float, b
             t.join(timeout=5)
         if cgroup is not None:
             hit += cgroup.hit()
-        if "disk" not in hit and scratch.full(budget):
-            hit.append("disk")
+        hit += [h for h in scratch.full(budget) if h not in hit]
     finally:
+        if filter_fd is not None:
+            os.close(filter_fd)
         if cgroup is not None:
             cgroup.remove()
     return Finished(None if timed_out else proc.returncode, timed_out, out[0] if out else b"",

@@ -55,12 +55,39 @@ _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[
 _FORMULA = ("=", "+", "-", "@")
 
 
+_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+
+
 def clean(text: object, width: int = 1000) -> str:
-    """``text`` on one line: ANSI sequences removed, every control or format character (line
-    breaks, carriage returns, bidirectional overrides) made a space, runs of spaces collapsed."""
+    """``text`` on one line: ANSI sequences removed, each line break shown as ' ↵ ' (so a student's
+    message cannot start a line of its own, nor pass for one), every other control or format
+    character (bidirectional overrides included) removed, runs of spaces collapsed."""
     text = _ANSI.sub("", str(text))
-    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text)
+    text = "".join(" ↵ " if ch in _BREAKS else "" if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
+                   and ch != "\t" else ch for ch in text)
     text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def first_line(text: object) -> str:
+    """What comes before the first line break of any kind (a carriage return too): all a report
+    shows of a message a student wrote, so that what follows a break cannot pose as a line."""
+    return re.split(f"[{_BREAKS}]", str(text), maxsplit=1)[0]
+
+
+def clean_name(text: object, width: int = 300) -> str:
+    """A file name on one line, with every control or format character shown as an escape (``\\n``,
+    ``\\x1b``, ``\\u202e``) rather than made a space: a name cannot pass for a report line."""
+    escapes = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    out = []
+    for ch in str(text):
+        if ch in escapes:
+            out.append(escapes[ch])
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    text = "".join(out)
     return text if len(text) <= width else text[:width - 3] + "..."
 
 

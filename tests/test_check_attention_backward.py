@@ -99,17 +99,17 @@ MUTANTS = [  # (label, the student's function, words its hint must use)
 ]
 
 PROPERTY_CASES = [  # a mutant that violates one property only, and the case that must catch it
-    ("tiles='full only'", student_backward(tiles="full only"), "case 3/7 (N=13, tiles 4 x 4 (last tiles partial))"),
-    ("key_range='n_q'", student_backward(key_range="n_q"), "case 4/7 (cross-attention"),
-    ("mask='diagonal'", student_backward(mask="diagonal"), "case 5/7 (causal, N=13"),
-    ("given_scale=False", student_backward(given_scale=False), "case 6/7 (causal, N=16, tiles 8 x 4, scale=0.5)"),
+    ("tiles='full only'", student_backward(tiles="full only"), "case 3/8 (N=13, tiles 4 x 4 (last tiles partial))"),
+    ("key_range='n_q'", student_backward(key_range="n_q"), "case 4/8 (cross-attention"),
+    ("mask='diagonal'", student_backward(mask="diagonal"), "case 5/8 (causal, N=13"),
+    ("given_scale=False", student_backward(given_scale=False), "case 6/8 (causal, N=16, tiles 8 x 4, scale=0.5)"),
 ]
 
 
 def test_backward_checker_passes_labkit_and_a_right_student(capsys):
     check.flash_attention_backward(attention_backward.flash_attention_backward)
     check.flash_attention_backward(student_backward())
-    assert capsys.readouterr().out.strip().splitlines() == ["✔ flash_attention_backward: 7/7 cases passed"] * 2
+    assert capsys.readouterr().out.strip().splitlines() == ["✔ flash_attention_backward: 8/8 cases passed"] * 2
 
 
 @pytest.mark.parametrize("label, fn, hint", MUTANTS, ids=[m[0] for m in MUTANTS])

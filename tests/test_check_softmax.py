@@ -311,8 +311,9 @@ if device.HAS_TRITON:
             other = 0.0 if BUG == "other=0" else -float("inf")
             x = tl.load(x_ptr + row * x_row_stride + offs, mask=offs < n_cols, other=other).to(tl.float32)
             m_new = tl.maximum(m_i, tl.max(x, axis=0))
-            alpha = 1.0 if BUG == "no rescale" else tl.exp(m_i - m_new)
-            l_i = l_i * alpha + tl.sum(tl.exp(x - m_new), axis=0)
+            base = tl.where(m_new == -float("inf"), 0.0, m_new)  # a block of all -inf
+            alpha = 1.0 if BUG == "no rescale" else tl.exp(m_i - base)
+            l_i = l_i * alpha + tl.sum(tl.exp(x - base), axis=0)
             m_i = m_new
         for start in range(0, n_cols, BLOCK):
             offs = start + tl.arange(0, BLOCK)

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import pytest
 
 import attacks as A
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None,
-                                reason="bubblewrap (bwrap) is not installed: the sandboxed grader cannot run here")
+pytestmark = pytest.mark.needs("bubblewrap")
 
 
 @pytest.fixture(scope="module")

@@ -165,3 +165,28 @@ def test_a_file_of_countless_tiny_outcomes_is_refused_before_unpickling():
     with pytest.raises(oc.MalformedOutcomes, match="more than 200000 pickled objects"):
         oc.load_outcomes(buffer.getvalue(), "t")
     assert time.monotonic() - start < 5
+
+
+def test_the_harvest_keeps_the_installation_and_pythonpath_even_under_tmp_and_drops_what_a_cell_added(tmp_path):
+    """CI clones the course under a temporary folder: the harvest's clean-up of sys.path must keep the
+    venv and the grader's PYTHONPATH there, and drop a folder a cell put first."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+    mods, planted = tmp_path / "mods", tmp_path / "planted"
+    mods.mkdir()
+    (planted / "tiny_checkers").mkdir(parents=True)
+    (planted / "tiny_checkers" / "__init__.py").write_text("raise SystemExit('planted')")
+    shutil.copy(Path(__file__).with_name("tiny_checkers.py"), mods)
+    env = {**__import__("os").environ, "PYTHONPATH": str(mods)}
+    cell = subprocess.run([sys.executable, "-c", "from labkit.grading.harvest import harvest_cell; print(harvest_cell("
+                           "{'double': 'double'}, 'out', 10, ('labkit.check', 'tiny_checkers')))"],
+                          env=env, capture_output=True, text=True, check=True).stdout
+    script = (f"import sys\nsys.path.insert(0, {str(planted)!r})\ndef double(x):\n    return 2 * x\n{cell}\n"
+              f"print({str(mods)!r} in sys.path, {str(planted)!r} in sys.path)")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "False"]
+    got, _ = oc.load_outcomes((tmp_path / "out" / "double.pt").read_bytes(), "double")
+    assert [o.value for o in got] == [6.0, -3.0, 0.0]

@@ -4,8 +4,8 @@ function on its checker's inputs and save what it did as data (``labkit.grading.
 The grader appends one cell, :func:`harvest_cell`. It first undoes what the student's cells can
 have done to the imports: every labkit module (and every extra checker module) is dropped from
 ``sys.modules`` and loaded again from its read-only file by its absolute path, with ``sys.path``
-cleared of the sandbox's writable folders and ``sys.meta_path`` back to the installation's own
-finders. So a cell that replaced ``labkit.grading.harvest.harvest``, a checker, ``core.evaluate``
+back to the installation's folders and the grader's PYTHONPATH (none the sandbox can write) and
+``sys.meta_path`` to the installation's own finders. So a cell that replaced ``labkit.grading.harvest.harvest``, a checker, ``core.evaluate``
 or a reference, or planted a fake ``labkit`` in the working folder, changes nothing that is
 evaluated. What a cell does to Python itself or to torch in memory is not undone (README).
 Introduced for ``python -m labkit grade``.
@@ -18,7 +18,7 @@ import signal
 from pathlib import Path
 
 from labkit.check import core
-from labkit.grading.outcomes import TIMED_OUT, save_outcomes, type_name
+from labkit.grading.outcomes import TIMED_OUT, save_outcomes, type_name, write_fresh
 
 
 RUNNING = "running"  # beside the outcome files: the exercise being evaluated (the job watches it)
@@ -26,16 +26,6 @@ RUNNING = "running"  # beside the outcome files: the exercise being evaluated (t
 
 class _Timeout(BaseException):
     pass
-
-
-def _mark(path: str, name: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(name)
 
 
 def harvest(exercises: dict[str, str], namespace: dict, folder: str | Path, seconds: int = 120,
@@ -66,7 +56,7 @@ def harvest(exercises: dict[str, str], namespace: dict, folder: str | Path, seco
             save_outcomes(folder, name, None, f"{fn_name} is a {type_name(fn)}, not a function")
             continue
         checker = core.CHECKERS[name]()
-        _mark(running, name)
+        write_fresh(running, name.encode())
         outcomes: list = []
         previous = signal.signal(signal.SIGALRM, alarm)
         signal.alarm(max(1, int(seconds)))
@@ -82,16 +72,22 @@ def harvest(exercises: dict[str, str], namespace: dict, folder: str | Path, seco
             signal.alarm(0)
             signal.signal(signal.SIGALRM, previous)
         save_outcomes(folder, name, outcomes)
-    _mark(running, "")
+    write_fresh(running, b"")
 
 
 _BOOTSTRAP = '''def _labkit_grade(namespace):
     import importlib.util, os, sys
-    writable = ("/scratch", "/tmp", "/dev/shm", os.getcwd(), os.path.expanduser("~"))
     roots = {roots!r}
     for name in [m for m in list(sys.modules) if m.split(".")[0] in roots]:
         del sys.modules[name]
-    sys.path[:] = [p for p in sys.path if p and not os.path.abspath(p).startswith(writable)]
+    homes = tuple(os.path.realpath(p) for p in {{sys.prefix, sys.base_prefix, sys.exec_prefix}})
+    given = {{os.path.realpath(p) for p in {pythonpath!r}}}
+
+    def trusted(entry):  # the installation's folders and the grader's PYTHONPATH, none the sandbox can write
+        real = os.path.realpath(entry)
+        writable = os.geteuid() != 0 and os.access(real, os.W_OK)
+        return bool(entry) and (real in given or real.startswith(homes)) and not writable
+    sys.path[:] = [p for p in sys.path if trusted(p)]
     sys.path_importer_cache.clear()
 
     def installed(finder):
@@ -141,5 +137,6 @@ def harvest_cell(exercises: dict[str, str], folder: str, seconds: int, modules: 
     from labkit.grading.sandbox import checker_files
     found = origins(modules)
     roots = {n for n, _, _ in found} | {p.stem for p in checker_files(modules) if p.suffix == ".py"}
-    return _BOOTSTRAP.format(roots=sorted(roots), origins=found, exercises=dict(exercises),
+    pythonpath = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return _BOOTSTRAP.format(roots=sorted(roots), origins=found, exercises=dict(exercises), pythonpath=pythonpath,
                              folder=folder, seconds=int(seconds), modules=tuple(modules))

@@ -215,14 +215,19 @@ def save_outcomes(folder: str | Path, name: str, outcomes: list | None, note: st
             "outcomes": None if outcomes is None else [encode_outcome(o) for o in outcomes]}
     buffer = io.BytesIO()
     torch.save(data, buffer)
+    write_fresh(path, buffer.getvalue())
+    return path
+
+
+def write_fresh(path: str | Path, data: bytes) -> None:
+    """Write a new file at ``path``; whatever stood there (a link, a FIFO) is removed, never followed."""
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as f:
-        f.write(buffer.getvalue())
-    return path
+        f.write(data)
 
 
 def load_outcomes(data: bytes, name: str) -> tuple[list | None, str]:

@@ -24,7 +24,7 @@ import torch
 FORMAT = "labkit-outcomes/1"
 MAX_DEPTH = 16  # deeper structures are not a course answer
 MAX_TEXT = 20_000  # characters kept of a string
-MAX_FILE = 64 << 20  # bytes: a larger outcomes file is refused
+MAX_FILE = 8 << 20  # bytes: a larger outcomes file is refused (the course's largest: 0.16 MB)
 MAX_PICKLE_OPS = 200_000  # pickled operations in one file (a course answer: a few thousand)
 MAX_TENSORS = 4096  # tensors in one file
 MAX_ELEMENTS = 1 << 24  # elements of one tensor or array (a course answer has far fewer)
@@ -264,7 +264,7 @@ def _count_objects(data: bytes, name: str) -> None:
             if pickled is None:
                 raise MalformedOutcomes(f"{outcomes_name(name)} is not a torch.save file")
             ops = 0
-            for _ in pickletools.genops(z.read(pickled)):
+            for _ in pickletools.genops(z.open(pickled)):  # streamed: no second copy of the file
                 ops += 1
                 if ops > MAX_PICKLE_OPS:
                     raise MalformedOutcomes(f"{outcomes_name(name)} holds more than {MAX_PICKLE_OPS} pickled objects")

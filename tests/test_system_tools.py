@@ -17,7 +17,8 @@ def test_without_bubblewrap_and_chromium_the_tests_that_need_them_skip_and_say_s
     env.pop("PYTEST_XDIST_WORKER_COUNT", None)
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
                            "tests/test_grade.py", "tests/test_grading_sandbox.py", "tests/test_grade_hostile.py",
-                           "tests/test_browser.py", "-k", "not unsandboxed", "-rs"],
+                           "tests/test_grading_notebook.py", "tests/test_grading_export.py",
+                           "tests/test_grade_attacks.py", "tests/test_browser.py", "-k", "not unsandboxed", "-rs"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-3000:]

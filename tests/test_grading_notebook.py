@@ -63,3 +63,15 @@ def test_linked_submissions_are_error_rows_and_never_graded(tmp_path, capsys):
     rows = list(csv.reader(open(tmp_path / "grades.csv", newline="")))
     assert rc == 1 and [r[:3] for r in rows[1:]] == [["bob/07_x.ipynb", "", "error"], ["eve", "", "error"]]
     assert "2 notebooks: 0/0 exercises passed" in capsys.readouterr().out
+
+
+def test_format_csv_writes_the_grades_where_out_says(tmp_path, capsys):
+    (tmp_path / "solutions").mkdir()
+    nbformat.write(course(), tmp_path / "solutions" / "07_x.ipynb")
+    (tmp_path / "cls" / "bob").mkdir(parents=True)
+    (tmp_path / "cls" / "bob" / "07_x.ipynb").symlink_to(tmp_path / "solutions" / "07_x.ipynb")
+    rc = cli.cli_grade([str(tmp_path / "cls"), "--solutions", str(tmp_path / "solutions"), "--format", "csv",
+                        "--out", str(tmp_path / "out.csv")])
+    rows = list(csv.reader(open(tmp_path / "out.csv", newline="")))
+    assert rc == 1 and rows[0] == cli.HEADER and rows[1][:3] == ["bob/07_x.ipynb", "", "error"]
+    assert f"wrote {tmp_path / 'out.csv'}" in capsys.readouterr().out

@@ -147,26 +147,29 @@ def cli_grade(argv: list[str]) -> int:
     limits = Limits(args.timeout, args.notebook_timeout, budget, not args.unsandboxed, args.seed)
     hidden = (str(root.resolve() if root.is_dir() else root.resolve().parent),)
     modules = CHECKER_MODULES + tuple(args.checkers)
+    if args.format == "csv" and not args.csv:
+        args.csv = args.out or "grades.csv"
+    roster, extra, possible = None, {}, {}  # read before grading: a bad file is said at once
+    try:
+        if args.format == "canvas" and args.roster:
+            from labkit.grading.export import read_roster
+            roster = read_roster(args.roster)
+        if args.format == "canvas" and args.written_scores:
+            from labkit.grading.export import written_points
+            from labkit.grading.written import read_scores
+            extra, possible = written_points(read_scores(args.written_scores))
+    except (OSError, ValueError) as err:
+        print(f"labkit grade: {err}", file=sys.stderr)
+        return 2
     out = open(args.csv, "w", newline="", encoding="utf-8") if args.csv else None
     writer = csv.writer(out) if out else None
     if writer:
         writer.writerow(HEADER)
         out.flush()
-    if args.format == "csv" and not args.csv:
-        args.csv = args.out or "grades.csv"
-    roster = None
-    if args.format == "canvas" and args.roster:
-        from labkit.grading.export import read_roster
-        try:
-            roster = read_roster(args.roster)
-        except (OSError, ValueError) as err:
-            print(f"labkit grade: --roster: {err}", file=sys.stderr)
-            return 2
     all_passed, total, passed = not refused, 0, 0
     graded: dict = {}
     errors: dict = {}
     written: dict = {}  # notebook name -> {student: {label: answer}}
-    asked: dict = {}  # notebook name -> [[label, points]]
 
     def name_of(p: Path) -> str:
         return clean_name(p.relative_to(root).as_posix() if root.is_dir() else str(p))
@@ -175,22 +178,18 @@ def cli_grade(argv: list[str]) -> int:
         nonlocal all_passed, total, passed
         lines = [shown]
         if found and found.get("questions"):
-            name = Path(shown).name
-            asked[name] = found["questions"]
-            written.setdefault(name, {})[shown] = found["answers"]
+            written.setdefault(Path(shown).name, {})[shown] = found["answers"]
             given = sum(bool(a) for a in found["answers"].values())
             lines.append(f"  written: {given} of {len(found['questions'])} answered, to mark by hand (--written)")
         elif found and found.get("error"):
             lines.append(f"  written: could not be read ({clean(found['error'])})")
-        if error is None:
-            graded[shown] = results
-        else:
-            errors[shown] = error
         if error is not None:
+            errors[shown] = error
             lines.append(f"  could not grade it: {clean(error)}")
             rows = [[shown, "", "error", error]]
             all_passed = False
         else:
+            graded[shown] = results
             rows = []
             for r in results:
                 title = f"Exercise {clean(r.label)} ({clean(r.name)})" if r.label else clean(r.name)
@@ -240,14 +239,6 @@ def cli_grade(argv: list[str]) -> int:
         if args.format == "gradescope":
             Path(target).write_text(json.dumps(export.gradescope(graded, errors), indent=1), encoding="utf-8")
         else:
-            extra, possible = {}, {}
-            if args.written_scores:
-                from labkit.grading.written import read_scores
-                try:
-                    extra, possible = export.written_points(read_scores(args.written_scores))
-                except (OSError, ValueError) as err:
-                    print(f"labkit grade: --written-scores: {err}", file=sys.stderr)
-                    return 2
             unknown = export.canvas(graded, errors, target, roster, extra, possible)
             if unknown:
                 print(f"labkit grade: not in the roster (kept under their folder name): {', '.join(unknown)}",

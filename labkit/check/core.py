@@ -280,8 +280,8 @@ class Checker:
         used = reused_in_notebook(self.name, fn)
         if used:
             from labkit.grading.reuse import reuse_message
-            raise CheckFailed(self.name, [f"✘ {self.name}: {reuse_message(used).replace(' (static check of the code)', '')}"],
-                              f"write it with your own code: labkit grade fails an exercise that uses {used.split(' (')[0]} "
+            raise CheckFailed(self.name, [f"✘ {self.name}: {reuse_message(used, where='')}"],
+                              "write it with your own code: labkit grade fails such an exercise "
                               "(a static check of your notebook's cells)")
         run = self.prepare(fn) if self.prepare else fn
         inputs, first = self.inputs(), self.first_of_each()

@@ -28,13 +28,12 @@ from pathlib import Path
 import nbformat
 
 from labkit.grading import budget as bd
-from labkit.grading import child, job, sandbox
+from labkit.grading import child, job, reuse, sandbox
 from labkit.grading import outcomes as oc
 from labkit.grading.harvest import RUNNING, harvest_cell
 from labkit.grading.notebook import (COMPILE_ERRORS, NotGradable, Task, compile_error, defines, exercises_of,
                                      parse_submission, read_file)
 from labkit.grading.registry import exercise
-from labkit.grading.reuse import reuse_message, reused
 from labkit.grading.student import notebook_number
 from labkit.grading.verdict import ExerciseResult, Status, clean, first_line
 
@@ -94,13 +93,9 @@ def read_submission(path: str, tasks: list[list[str]]) -> dict:
     except NotGradable as err:
         return {"not_gradable": str(err)}
     cells = [{"cell_type": c.cell_type, "source": c.source, "tags": tags(c)} for c in nb.cells]
-    code = [i for i, c in enumerate(cells) if c["cell_type"] == "code"]
-    sources = [cells[i]["source"] for i in code]
-    found, unreadable = {}, []
-    for name, function, _ in tasks:
-        used, unreadable = reused(exercise(name), function, sources)
-        found[name] = used
-    return {"cells": cells, "reused": found, "unreadable": [code[i] + 1 for i in unreadable]}
+    reading = reuse.read([c["source"] for c in cells if c["cell_type"] == "code"])  # once for every exercise
+    return {"cells": cells, "reused": {name: reuse.find(reading, exercise(name), function)
+                                       for name, function, _ in tasks}}
 
 
 # ------------------------------------------------------------------- 2. run (sandboxed)
@@ -152,15 +147,17 @@ def run_submission(cells: list[dict], tasks: list[Task], limits: Limits, modules
             state["no_report"] = True
             return {**state, **blamed, "run": {}, "cut": cut, "harvest_timeout": seconds}
         run = {k: report.get(k) for k in ("timed_out", "died_at", "stuck_at", "errors")}
+        # blamed's lists are shared: what is blamed below shows in final too
+        final = {**state, **blamed, "run": run, "cut": cut, "harvest_timeout": seconds, "cells_run": len(nb["cells"])}
+        names = [t.name for t in todo]
         stopped = report.get("killed_stuck")
-        if isinstance(stopped, str) and stopped in [t.name for t in todo] and stopped not in harvested:
+        if isinstance(stopped, str) and stopped in names and stopped not in harvested:
             # the job killed the kernel: this exercise would not stop; the ones after it run again
             blamed["stuck_by"].append(stopped)
-            todo = todo[[t.name for t in todo].index(stopped) + 1:]
+            todo = todo[names.index(stopped) + 1:]
             if todo and time.monotonic() < deadline:
                 continue
-            return {**state, **blamed, "run": run, "cut": cut, "harvest_timeout": seconds,
-                    "cells_run": len(nb["cells"])}
+            return final
         harvest = len(nb["cells"]) - 1
         died, stuck = run.get("died_at") == harvest, run.get("stuck_at") == harvest
         stop = run.get("died_at") if run.get("died_at") is not None else run.get("stuck_at")
@@ -171,7 +168,6 @@ def run_submission(cells: list[dict], tasks: list[Task], limits: Limits, modules
             if finished.hit:
                 cut["what"] = f"reached the submission's limit of {_limits_line(finished.hit, limits.budget)}"
             continue
-        final = {**state, **blamed, "run": run, "cut": cut, "harvest_timeout": seconds, "cells_run": len(nb["cells"])}
         if not (died or stuck) or finished.timed_out:
             return final
         unharvested = [i for i, t in enumerate(todo) if t.name not in harvested]
@@ -184,7 +180,7 @@ def run_submission(cells: list[dict], tasks: list[Task], limits: Limits, modules
             blamed["killed_by" if died else "stuck_by"].append(culprit.name)
             todo = todo[unharvested[0] + 1:]
         if not todo or time.monotonic() >= deadline:
-            return {**final, **blamed}
+            return final
 
 
 # ------------------------------------------------------------------ 3. judge (in a child)
@@ -349,6 +345,6 @@ def grade_submission(path: str | Path, solutions: str | Path, limits: Limits = L
             r.detail = (f"{r.detail}; " if r.detail else "") + f"the submission reached its limit of {hit}"
         used = read["reused"].get(t.name)
         if used:
-            r = ExerciseResult(t.name, t.label, Status.FAILED, reuse_message(used), reused=used)
+            r = ExerciseResult(t.name, t.label, Status.FAILED, reuse.reuse_message(used), reused=used)
         results.append(r)
     return results

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from labkit.grading.registry import Exercise
 
+TOOLS = ("labkit.check", "labkit.grading")  # the checker and the grader: used by check cells, never by an answer
 CONVENTIONS = {"np": "numpy", "F": "torch.nn.functional", "sp": "scipy", "la": "scipy.linalg", "tl": "triton.language"}
 _MAGIC_CALLS = {"run_line_magic", "run_cell_magic", "system", "getoutput"}
 
@@ -124,10 +125,16 @@ def _dotted(node: ast.AST, aliases: dict[str, str]) -> tuple[str, bool] | None:
     return ".".join([aliases.get(node.id, node.id)] + parts[::-1]), imported
 
 
+def _own(dotted: str, own: set[str]) -> bool:
+    """Whether ``dotted`` is labkit's own version of the exercise (any module but the tools)."""
+    return dotted.startswith("labkit.") and not dotted.startswith(TOOLS) and dotted.rsplit(".", 1)[-1] in own
+
+
 def _matches(dotted: str, imported: bool, exercise: Exercise) -> bool:
+    """Whether ``dotted`` is one of the library functions the registry lists for the exercise."""
     last = dotted.rsplit(".", 1)[-1]
     if dotted.startswith("labkit."):
-        return not dotted.startswith(("labkit.check", "labkit.grading")) and last in exercise.labkit
+        return False
     for entry in exercise.library:
         if entry.startswith("~"):
             if ("." in dotted or imported) and re.search(entry[1:], last):
@@ -169,7 +176,7 @@ def _references(node: ast.AST, reading: Reading):
             yield f"!{unreadable}{_UNREADABLE}", True
             continue
         if isinstance(sub, ast.ImportFrom) and (sub.module or "").startswith("labkit") and \
-                any(a.name == "*" for a in sub.names) and not sub.module.startswith(("labkit.check", "labkit.grading")):
+                any(a.name == "*" for a in sub.names) and not sub.module.startswith(TOOLS):
             yield f"{sub.module}.*", True
         elif isinstance(sub, ast.ImportFrom) and sub.module and not sub.level:
             for a in sub.names:
@@ -245,40 +252,40 @@ def reachable(fn_name: str, reading: Reading) -> list[ast.AST]:
     return found
 
 
-def reused(exercise: Exercise, fn_name: str, sources: list[str], latest: bool = False) -> tuple[str | None, list[int]]:
-    """(the re-implemented function the exercise reaches, or None; the cells that do not parse).
-
-    ``from labkit.<module> import <its own function>`` anywhere in the notebook counts too. Every
-    definition of a name counts (a submitted notebook), or only the last (``latest``: the cells a
-    notebook ran, in order, where an edited cell run again replaces its old version)."""
-    reading = read(sources, latest)
+def find(reading: Reading, exercise: Exercise, fn_name: str) -> str | None:
+    """The re-implemented function the exercise reaches in ``reading``, or what the check cannot
+    read, or None. ``from labkit.<module> import <its own function>`` anywhere counts too."""
     own = {exercise.name, fn_name, *exercise.labkit}
     for dotted in reading.aliases.values():
-        if dotted.startswith("labkit.") and not dotted.startswith(("labkit.check", "labkit.grading")) and \
-                dotted.rsplit(".", 1)[-1] in own:
-            return dotted, reading.unreadable
+        if _own(dotted, own):
+            return dotted
     if fn_name not in reading.definitions:  # defined by code the check cannot read, e.g. exec at top level
         for tree in reading.trees:
             for sub in ast.walk(tree):
                 unreadable = _dynamic(sub, reading)
                 if unreadable:
-                    return f"{unreadable}{_UNREADABLE}", reading.unreadable
+                    return f"{unreadable}{_UNREADABLE}"
     for definition in reachable(fn_name, reading):
         for dotted, imported in _references(definition, reading):
             if dotted.startswith("!"):
-                return dotted[1:], reading.unreadable
-            if dotted.startswith(("labkit.check", "labkit.grading")) and imported:
-                return f"{dotted.split('.')[0]}.{dotted.split('.')[1]} (the checker and its reference)", \
-                    reading.unreadable
-            if _matches(dotted, imported, exercise) or (
-                    dotted.startswith("labkit.") and dotted.rsplit(".", 1)[-1] in own
-                    and not dotted.startswith(("labkit.check", "labkit.grading"))):
-                return dotted.replace("<value>", ""), reading.unreadable
-    return None, reading.unreadable
+                return dotted[1:]
+            if dotted.startswith(TOOLS) and imported:
+                return f"{'.'.join(dotted.split('.')[:2])} (the checker and its reference)"
+            if _own(dotted, own) or _matches(dotted, imported, exercise):
+                return dotted.replace("<value>", "")
+    return None
 
 
-def reuse_message(used: str) -> str:
-    """The verdict's words for what :func:`reused` found."""
+def reused(exercise: Exercise, fn_name: str, sources: list[str], latest: bool = False) -> tuple[str | None, list[int]]:
+    """(what :func:`find` finds, the cells that do not parse) for the cells ``sources``. Every
+    definition of a name counts (a submitted notebook), or only the last (``latest``: the cells a
+    notebook ran, in order, where an edited cell run again replaces its old version)."""
+    reading = read(sources, latest)
+    return find(reading, exercise, fn_name), reading.unreadable
+
+
+def reuse_message(used: str, where: str = " (static check of the code)") -> str:
+    """The verdict's words for what :func:`find` found."""
     if " " in used:  # exec, getattr with a computed name, the checker: a sentence of its own
-        return f"uses {used} (static check of the code)"
-    return f"uses {used}, which this exercise re-implements (static check of the code)"
+        return f"uses {used}{where}"
+    return f"uses {used}, which this exercise re-implements{where}"

@@ -90,7 +90,8 @@ class DtypeMismatch(AssertionError):
 def rng_seed(n: int) -> int:
     """The seed a checker's random input ``n`` is drawn with: ``n`` itself, or, under
     ``labkit grade --seed S`` (the environment variable LABKIT_CHECK_SEED), ``n`` moved by S, so
-    that a table of answers keyed by the usual inputs fails. Constructed probes do not move."""
+    that a table of answers keyed by the usual inputs fails. Inputs built by construction (one-hot
+    rows, fixed matrices) do not move; random ones, in cases and probes alike, do."""
     shift = os.environ.get(SEED_ENV, "").strip()
     return n + 1_000_003 * int(shift) if shift else n
 

@@ -15,7 +15,9 @@ import functools
 import itertools
 import os
 import shutil
+import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,14 +143,13 @@ class Cgroup:
                 if (self.dirs["pids"] / "cgroup.procs").exists() else []
             for pid in pids:
                 try:
-                    os.kill(pid, 9)
+                    os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
             if not pids:
                 return
 
     def remove(self) -> None:
-        import time
         self.kill()
         for d in self.dirs.values():
             for _ in range(50):  # the kernel takes a moment to empty a group of killed processes

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import subprocess
 import sys
 import threading
@@ -60,7 +61,7 @@ def _watch(run: Execution, client, progress: str, limit: float, done: threading.
         try:
             fd = os.open(progress, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
             with os.fdopen(fd, "rb") as f:
-                name = f.read(100).decode(errors="replace") if os.fstat(fd).st_mode & 0o170000 == 0o100000 else None
+                name = f.read(100).decode(errors="replace") if stat.S_ISREG(os.fstat(fd).st_mode) else None
         except OSError:
             name = None
         if name != seen:

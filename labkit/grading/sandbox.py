@@ -20,6 +20,7 @@ run. Introduced for ``python -m labkit grade``.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import glob
 import os
@@ -103,8 +104,6 @@ def _inside(path: Path, folder: Path) -> bool:
 def readable_paths(modules: tuple[str, ...] = ()) -> list[Path]:
     """What the sandbox sees read-only besides the system: Python, the venv, labkit's package
     folder, the course data, and the files of the extra checker modules."""
-    import importlib.util
-
     import labkit
     from labkit import course
     found = [Path(sys.base_prefix), Path(sys.prefix), Path(os.path.realpath(sys.executable)).parent.parent,
@@ -178,21 +177,20 @@ def bwrap_argv(command: list[str], scratch: Path, hidden: list[Path] = (), env: 
              "--bind", str(scratch / "tmp"), "/tmp", "--bind", str(scratch / "shm"), "/dev/shm"]
     bound = [Path(p) for p in SYSTEM if os.path.isdir(p) and not os.path.islink(p)]
     made: set[Path] = set()
+
+    def ro_bind(source: str, dest: Path) -> None:
+        for parent in reversed(dest.parents[:-1]):  # bwrap would make them 0700: the job could not pass
+            if parent not in made:
+                argv.extend(["--perms", "0755", "--dir", str(parent)])
+                made.add(parent)
+        argv.extend(["--ro-bind", source, str(dest)])
+        bound.append(dest)
     for p in readable_paths(modules):
         if not any(_inside(p, q) for q in bound):
-            for parent in reversed(p.parents[:-1]):  # bwrap would make them 0700: the job could not pass
-                if parent not in made:
-                    argv += ["--perms", "0755", "--dir", str(parent)]
-                    made.add(parent)
-            argv += ["--ro-bind", str(p), str(p)]
-            bound.append(p)
+            ro_bind(str(p), p)
     apparent = Path(os.path.abspath(sys.prefix))  # a venv reached through a link runs by that path
     if apparent != Path(os.path.realpath(apparent)) and not any(_inside(apparent, q) for q in bound):
-        for parent in reversed(apparent.parents[:-1]):
-            if parent not in made:
-                argv += ["--perms", "0755", "--dir", str(parent)]
-                made.add(parent)
-        argv += ["--ro-bind", os.path.realpath(apparent), str(apparent)]
+        ro_bind(os.path.realpath(apparent), apparent)
     gpus = glob.glob("/dev/nvidia*") + glob.glob("/dev/dri")
     for dev in gpus:
         argv += ["--dev-bind-try", dev, dev]
@@ -256,7 +254,7 @@ class Scratch:
                     link = stat.S_ISLNK(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode)
                     raise Unreadable(f"{part} is {'a link' if link else 'not a folder'}") from None
                 except OSError as err:
-                    if err.errno == 40:  # ELOOP: a link
+                    if err.errno == errno.ELOOP:  # a link
                         raise Unreadable(f"{part} is a link") from None
                     raise
                 os.close(fd)
@@ -265,7 +263,7 @@ class Scratch:
                 f = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
                             dir_fd=fd)
             except OSError as err:
-                if err.errno == 40:
+                if err.errno == errno.ELOOP:
                     raise Unreadable(f"{parts[-1]} is a link") from None
                 raise
         finally:

@@ -17,9 +17,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-import nbformat
-
-from labkit.grading.student import make_blank, notebook_number
+from labkit.grading.student import make_student_copies
 
 ROOT = Path(__file__).resolve().parents[2]
 TORCH = "torch==2.13.0"
@@ -50,17 +48,6 @@ test -s "$root/results/results.json"
 """
 
 
-def blank_copies(src: Path, dest: Path) -> list[Path]:
-    """The blank copy of every solved notebook in ``src``, written to ``dest``."""
-    dest.mkdir(parents=True, exist_ok=True)
-    made = []
-    for path in sorted(src.glob("[0-9][0-9]_*.ipynb")):
-        nbformat.write(make_blank(nbformat.read(path, as_version=4), notebook_number(path), name=path.name),
-                       dest / path.name)
-        made.append(dest / path.name)
-    return made
-
-
 def build(out: Path, root: Path = ROOT) -> Path:
     """Write the autograder zip at ``out``: setup.sh, run_autograder, labkit's wheel, solutions/."""
     if not (root / "pyproject.toml").exists():
@@ -71,7 +58,10 @@ def build(out: Path, root: Path = ROOT) -> Path:
         shutil.copytree(root, src, ignore=shutil.ignore_patterns(
             ".git", ".venv", "build", "dist", "exercises", "*.egg-info", "__pycache__", "screenshots",
             ".pytest_cache", "notebooks"))
-        blank_copies(root / "notebooks", src / "notebooks")
+        made = make_student_copies(root / "notebooks", src / "notebooks", log=lambda line: None)
+        failed = [r.message for r in made if r.action != "wrote"]
+        if failed:  # each copy is checked to hold no solution line before it is written
+            raise RuntimeError(failed[0])
         for other in (root / "notebooks").iterdir():  # the package's __init__.py, nbval's config
             if other.is_file() and other.suffix != ".ipynb":
                 shutil.copy(other, src / "notebooks")

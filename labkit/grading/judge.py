@@ -31,8 +31,8 @@ from labkit.grading import budget as bd
 from labkit.grading import child, job, reuse, sandbox
 from labkit.grading import outcomes as oc
 from labkit.grading.harvest import RUNNING, harvest_cell
-from labkit.grading.notebook import (COMPILE_ERRORS, NotGradable, Task, compile_error, defines, exercises_of,
-                                     parse_submission, read_file)
+from labkit.grading.notebook import (COMPILE_ERRORS, NotGradable, Task, cell_records, compile_error, defines,
+                                     exercises_of, parse_submission, read_file)
 from labkit.grading.registry import exercise
 from labkit.grading.student import notebook_number
 from labkit.grading.verdict import ExerciseResult, Status, clean, first_line
@@ -87,12 +87,11 @@ def harvest_notebook(cells: list[dict], tasks: list[Task], cell_timeout: int, mo
 
 def read_submission(path: str, tasks: list[list[str]]) -> dict:
     """The submission's cells and, per exercise, what it reuses; {'not_gradable': why} instead."""
-    from labkit.grading.notebook import tags
     try:
         nb = parse_submission(read_file(path))
     except NotGradable as err:
         return {"not_gradable": str(err)}
-    cells = [{"cell_type": c.cell_type, "source": c.source, "tags": tags(c)} for c in nb.cells]
+    cells = cell_records(nb)
     reading = reuse.read([c["source"] for c in cells if c["cell_type"] == "code"])  # once for every exercise
     return {"cells": cells, "reused": {name: reuse.find(reading, exercise(name), function)
                                        for name, function, _ in tasks}}

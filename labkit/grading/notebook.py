@@ -97,6 +97,12 @@ def exercises_of(solved: NotebookNode, number: int | None) -> list[Task]:
     return found
 
 
+def cell_records(nb: NotebookNode) -> list[dict]:
+    """The cells as plain data (type, source, tags, id): what the grader keeps of a parsed submission."""
+    return [{"cell_type": c.cell_type, "source": c.source, "tags": tags(c), "id": str(c.get("id", ""))}
+            for c in nb.cells]
+
+
 def read_file(path: str | Path, cap: int = MAX_NOTEBOOK) -> bytes:
     """The bytes of a submission: a regular file with a single name (no symbolic or hard link),
     at most ``cap`` bytes; NotGradable otherwise."""

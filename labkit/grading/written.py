@@ -149,7 +149,7 @@ def answers_in(path: str, solved_path: str) -> dict:
     child: it parses an untrusted notebook)."""
     import nbformat
 
-    from labkit.grading.notebook import NotGradable, parse_submission, read_file, tags
+    from labkit.grading.notebook import NotGradable, cell_records, parse_submission, read_file
     asked = questions(nbformat.read(solved_path, as_version=4))
     if not asked:
         return {"questions": [], "answers": {}}
@@ -157,6 +157,4 @@ def answers_in(path: str, solved_path: str) -> dict:
         nb = parse_submission(read_file(path))
     except NotGradable:
         return {"questions": [[q.label, q.points] for q in asked], "answers": {q.label: None for q in asked}}
-    cells = [{"cell_type": c.cell_type, "source": c.source, "tags": tags(c), "id": str(c.get("id", ""))}
-             for c in nb.cells]
-    return {"questions": [[q.label, q.points] for q in asked], "answers": answers(cells, asked)}
+    return {"questions": [[q.label, q.points] for q in asked], "answers": answers(cell_records(nb), asked)}

@@ -112,8 +112,10 @@ def report() -> str:
         lines.append("kernels  compiled by Triton for the GPU")
     else:
         lines.append(f"device   cpu ({os.cpu_count()} cores), no CUDA GPU")
-        lines.append("kernels  Triton interpreter (TRITON_INTERPRET=1): exact, slow, CPU tensors"
+        lines.append("kernels  Triton interpreter (TRITON_INTERPRET=1): slow, CPU tensors, one program at a time"
                      if INTERPRET else "kernels  TRITON_INTERPRET is off: kernels need a GPU")
+        if INTERPRET and HAS_TRITON:
+            lines.append("memory   " + (GUARD or "every load and store is checked against the kernel's tensors"))
     lines.append(f"profile  {PROFILE.name} (set LABKIT_PROFILE=small|large to change)")
     return "\n".join(lines)
 
@@ -142,3 +144,12 @@ def _register_magic() -> None:
 
 
 _register_magic()
+
+
+# Interpreted kernels touch only the tensors they are given: a stray lane raises KernelMemoryError
+# instead of writing into this process's heap (labkit.kernels.guard). '' when installed.
+GUARD: str = ""  # last: labkit.kernels imports this module
+if HAS_TRITON and INTERPRET:
+    from labkit.kernels.guard import install as _install_guard
+
+    GUARD = _install_guard()

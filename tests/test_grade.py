@@ -12,6 +12,7 @@ import shutil
 import nbformat
 import pytest
 
+from labkit import device
 from labkit.check import PASS
 from labkit.grading import cli as batch
 from labkit.grading import judge, sandbox
@@ -322,3 +323,47 @@ def test_a_submission_over_its_memory_budget_is_told_which_limit_it_hit(tmp_path
     assert rows["crash"] == ("failed", "not graded: cell 6 reached the submission's limit of memory (1.5 GiB), "
                                        "before crash was defined")
     assert "the submission reached its limit of memory (1.5 GiB)" in rows["square"][1]
+
+
+_SOFTMAX_KERNEL = '''import triton
+import triton.language as tl
+
+
+@triton.jit
+def softmax_kernel(y_ptr, x_ptr, x_row_stride, y_row_stride, n_cols, BLOCK: tl.constexpr):
+    row = tl.program_id(0)
+    offs = tl.arange(0, BLOCK)
+    ### BEGIN SOLUTION
+    x = tl.load(x_ptr + row * x_row_stride + offs, mask=offs < n_cols, other=-float("inf"))
+    e = tl.exp(x - tl.max(x, axis=0))
+    tl.store(y_ptr + row * y_row_stride + offs, e / tl.sum(e, axis=0), mask=offs < n_cols)
+    ### END SOLUTION
+
+
+def softmax_triton(x):
+    y = torch.empty_like(x)
+    softmax_kernel[(x.shape[0],)](y, x, x.stride(0), y.stride(0), x.shape[1], BLOCK=triton.next_power_of_2(x.shape[1]))
+    return y'''
+
+
+@needs_bwrap
+@pytest.mark.skipif(not (device.HAS_TRITON and device.INTERPRET), reason="the interpreter's memory guard")
+def test_a_kernel_that_stores_past_its_output_is_named_by_the_grader_and_the_others_still_graded(tmp_path):
+    """Unguarded, this kernel's store lands in the kernel process's heap and kills it (or worse)."""
+    def notebook(kernel):
+        return new_notebook(cells=[code("from labkit import check, device\nimport torch"),
+                                   code(kernel, "exercise"), code("check.softmax_triton(softmax_triton)", "check"),
+                                   code("def square(x):\n    return x * x", "exercise"),
+                                   code("check.square(square)", "check")])
+    (tmp_path / "solutions").mkdir()
+    (tmp_path / "class" / "ann").mkdir(parents=True)
+    nbformat.write(notebook(_SOFTMAX_KERNEL), tmp_path / "solutions" / "02_k.ipynb")
+    unmasked = _SOFTMAX_KERNEL.replace(", e / tl.sum(e, axis=0), mask=offs < n_cols)", ", e / tl.sum(e, axis=0))")
+    nbformat.write(notebook(unmasked), tmp_path / "class" / "ann" / "02_k.ipynb")
+    _grade_cli([str(tmp_path / "class"), "--csv", str(tmp_path / "g.csv"), "--timeout", "60"], tmp_path / "solutions")
+    rows = {r[1]: (r[2], r[3]) for r in _csv_rows(tmp_path / "g.csv")[1:]}
+    assert rows["square"] == ("passed", "")
+    status, detail = rows["softmax_triton"]
+    assert status == "failed" and detail.startswith("store outside the kernel's tensors in softmax_kernel"), detail
+    assert "tl.store(y_ptr + row * y_row_stride + offs, e / tl.sum(e, axis=0))" in detail
+    assert "mask the store" in detail, detail

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from labkit.check.tolerance import assert_close
+from labkit.kernels.guard import memory_fault
 
 PASS = "✔ {name}: {n}/{n} cases passed"
 SEED_ENV = "LABKIT_CHECK_SEED"  # set by `labkit grade --seed N`: other random inputs, the same properties
@@ -308,6 +309,10 @@ class Checker:
             head = [FAIL_HEAD.format(name=self.name, i=i + 1, n=n, label=case.label),
                     "  inputs: " + ", ".join([describe(a) for a in case.args] +
                                              [f"{k}={describe(v)}" for k, v in case.kwargs.items()])]
+            fault = memory_fault(got.error) if got.error else None
+            if fault:  # a kernel's stray access, refused before it happened (labkit.kernels.guard)
+                return Verdict("failed", "\n".join(head + [f"  {fault[0]}"]), fault[1],
+                               raised=got.error)
             if got.error:
                 raised = [f"  your function raised {got.error}"]
                 if got.frames:
@@ -391,15 +396,43 @@ def on_course_device(fn: Callable) -> Callable:
     """fn with tensor arguments moved to labkit's device and tensor results moved back to the CPU.
 
     Triton checkers build their cases on the CPU; a compiled kernel on a GPU needs CUDA tensors.
-    On a CPU, Triton's interpreter runs the kernel with numpy, whose floating-point warnings
-    (exp overflowing on a probe's large inputs) are switched off: the checker judges the results.
+    Fresh memory is NaN while fn runs, so an output element the kernel never stores shows the same way
+    on every run. Interpreted, every access is bounds-checked (labkit.kernels.guard) and a stray one
+    comes back as KernelMemoryError; compiled, fn runs twice and results that differ are named.
+    numpy's floating-point warnings (exp overflowing on a probe's large inputs) are switched off:
+    the checker judges the results.
     """
-    from labkit.device import DEVICE
+    from labkit.device import DEVICE, INTERPRET
+    from labkit.kernels.guard import KernelMemoryError, fresh_memory_is_nan
 
-    def moved(*args, **kwargs):
+    def once(args, kwargs):
         to = lambda t: t.to(DEVICE) if isinstance(t, torch.Tensor) else t  # noqa: E731
-        with np.errstate(all="ignore"):
-            out = fn(*map(to, args), **{k: to(v) for k, v in kwargs.items()})
+        with np.errstate(all="ignore"), fresh_memory_is_nan():
+            try:
+                out = fn(*map(to, args), **{k: to(v) for k, v in kwargs.items()})
+            except Exception as err:  # the interpreter wraps the guard's error in its own
+                cause, seen = err, 0
+                while cause is not None and seen < 10:
+                    if isinstance(cause, KernelMemoryError):
+                        raise KernelMemoryError(str(cause)) from None
+                    cause, seen = cause.__cause__ or cause.__context__, seen + 1
+                raise
         back = lambda t: t.cpu() if isinstance(t, torch.Tensor) else t  # noqa: E731
         return type(out)(map(back, out)) if isinstance(out, tuple) else back(out)
+
+    def moved(*args, **kwargs):
+        out = once(args, kwargs)
+        if not INTERPRET and not _same_bits(out, once(args, kwargs)):
+            raise KernelMemoryError("varies: two runs on the same input gave different results")
+        return out
     return moved
+
+
+def _same_bits(x: Any, y: Any) -> bool:
+    """Bitwise equality of two results (NaN equal to NaN), tuple by tuple."""
+    if isinstance(x, torch.Tensor):
+        return isinstance(y, torch.Tensor) and x.shape == y.shape and x.dtype == y.dtype and \
+            torch.equal(x.view(-1).view(torch.uint8), y.view(-1).view(torch.uint8))
+    if isinstance(x, (tuple, list)):
+        return isinstance(y, (tuple, list)) and len(x) == len(y) and all(map(_same_bits, x, y))
+    return True

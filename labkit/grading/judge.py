@@ -36,6 +36,7 @@ from labkit.grading.notebook import (COMPILE_ERRORS, NotGradable, Task, cell_rec
 from labkit.grading.registry import exercise
 from labkit.grading.student import notebook_number
 from labkit.grading.verdict import ExerciseResult, Status, clean, first_line
+from labkit.kernels.guard import memory_fault
 
 CHECKER_MODULES = ("labkit.check",)
 KILLED = "the kernel died while this exercise ran (os._exit, a crash or out of memory?)"
@@ -289,7 +290,9 @@ def judge_task(task: Task, store: Path, cells: list[dict], runs: dict, limits: L
     lines = [line.strip() for line in verdict.message.split("\n") if line.strip()]
     head = lines[0] if lines else ""
     raised = f"your function raised {clean(first_line(verdict.raised))}" if verdict.raised else ""
-    hint = raised or verdict.hint  # what it raised says more than "run it on these inputs"
+    fault = memory_fault(verdict.raised)  # a kernel's stray access: what was seen, then what to do
+    hint = f"{clean(first_line(fault[0]))}: {fault[1]}" if fault else \
+        raised or verdict.hint  # what it raised says more than "run it on these inputs"
     return result(Status.FAILED, f"{hint} [{head}]" if hint else head, raised=verdict.raised)
 
 

@@ -59,9 +59,9 @@ def test_masked_accesses_are_left_alone(n, block):
 def test_an_unmasked_store_is_refused_before_any_lane_is_written(n, block, stray):
     y = torch.full((n,), -7.0)
     text = raised(n=n, block=block, mask_store=False, y=y)
-    assert text.startswith("store outside the kernel's tensors in copy_kernel")
+    assert text.startswith("store outside the kernel's tensors (no lane masked off) in copy_kernel")
     assert f"program ({n // block}, 0, 0)" in text and f"{stray} of {block} active lanes" in text
-    assert f"element {n} of y_ptr, which has {n}" in text
+    assert f"the highest at element {(n // block + 1) * block - 1} of y_ptr, which has {n}" in text
     assert "tl.store(y_ptr + offs, x, mask=inside if MASK_STORE else None)" in text  # the line itself
     last = (n // block) * block
     assert torch.equal(y[last:], torch.full((n - last,), -7.0)), "the refused program stored some lanes"
@@ -69,35 +69,47 @@ def test_an_unmasked_store_is_refused_before_any_lane_is_written(n, block, stray
 
 def test_an_unmasked_load_is_refused_and_located():
     text = raised(n=10, block=8, mask_load=False)
-    assert text.startswith("load outside") and "element 10 of x_ptr, which has 10" in text
+    assert text.startswith("load outside the kernel's tensors (no lane masked off)")
+    assert "the highest at element 15 of x_ptr, which has 10" in text
 
 
 def test_a_load_before_the_start_is_named_by_a_negative_element():
     text = raised(n=10, block=8, shift=-3)
-    assert text.startswith("load outside") and "element -3 of x_ptr" in text
+    assert text.startswith("load outside the kernel's tensors (before the start)")
+    assert "the lowest at element -3 of x_ptr" in text
 
 
 def test_a_view_may_touch_its_storage_but_not_past_it():
     base = torch.full((16,), -7.0)
     launch(n=10, block=8, mask_store=False, y=base[:10])  # lanes 10..15 lie in the storage: allowed
     assert torch.equal(base[:10], torch.arange(10.0))
-    with pytest.raises(Exception, match="element 12 of y_ptr, which has 12"):
+    with pytest.raises(Exception, match="element 15 of y_ptr, which has 12"):
         launch(n=10, block=8, mask_store=False, y=torch.full((12,), -7.0)[:10])
 
 
 def test_an_atomic_past_the_end_is_refused():
     c = torch.zeros(4, dtype=torch.int32)
-    with pytest.raises(Exception, match="atomic outside .* element 4 of c_ptr, which has 4"):
+    with pytest.raises(Exception, match=r"atomic outside the kernel's tensors \(past its mask\) .* element 4 of c_ptr, which has 4"):
         count_kernel[(1,)](c, 4, BLOCK=8)
     assert torch.equal(c, torch.zeros(4, dtype=torch.int32))
 
 
-def test_memory_fault_reads_the_kind_and_gives_its_hint():
-    assert memory_fault("KernelMemoryError: store outside the kernel's tensors in k") == \
-        ("store outside the kernel's tensors in k", HINTS["store"])
-    assert memory_fault("KernelMemoryError: varies: two runs")[1] == HINTS["varies"]
-    assert memory_fault("ValueError: store outside") is None
-    assert memory_fault("KernelMemoryError: something else") is None
+def test_memory_fault_reads_what_was_seen_and_gives_its_hint():
+    seen = "store outside the kernel's tensors (past its mask) in k, program (0, 0, 0)"
+    assert memory_fault("KernelMemoryError: " + seen) == (seen, HINTS["store", "past its mask"])
+    assert memory_fault("KernelMemoryError: varies: two runs")[1] == HINTS["varies", ""]
+    assert memory_fault("ValueError: store outside the kernel's tensors (past its mask)") is None
+    assert memory_fault("KernelMemoryError: store outside something else") is None
+
+
+def test_every_hint_names_only_what_its_evidence_allows():
+    """A stray lane says where a pointer went, not why: past the end, the hint offers the mask and the offset;
+    before the start, only the offset (a mask cannot bring a negative offset back)."""
+    for (kind, seen), hint in HINTS.items():
+        if seen in ("no lane masked off", "past its mask"):
+            assert "mask" in hint and "offset is wrong" in hint, kind
+        elif seen == "before the start":
+            assert "offset is negative" in hint and "no mask can fix" in hint
 
 
 def test_fresh_memory_is_nan_only_inside_the_block():
@@ -154,6 +166,6 @@ def test_checking_an_unmasked_store_kernel_names_it_and_the_process_survives(tmp
     (tmp_path / "student.py").write_text(UNMASKED)
     run = subprocess.run([sys.executable, str(tmp_path / "student.py")], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.count("hint: " + HINTS["store"]) == 3, run.stdout
+    assert run.stdout.count("hint: " + HINTS["store", "no lane masked off"]) == 3, run.stdout
     assert "line 11: tl.store(y_ptr + row * y_row_stride + offs, e / tl.sum(e, axis=0))" in run.stdout
     assert run.stdout.rstrip().endswith("the process survived")

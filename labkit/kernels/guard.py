@@ -17,29 +17,47 @@ from __future__ import annotations
 import contextlib
 import linecache
 import os
+import re
 import sys
 
 import numpy as np
 import torch
 
-# What a check says for each kind of fault (labkit.check.core picks it by the message's first word).
+# What was seen, in the words the message uses, and what it singles out. A stray lane is evidence of
+# where the pointer went, not of why: the hint names what that evidence allows (labkit.check.core and
+# the grader pick it by the message's opening words).
+_BEFORE = "an offset is negative: the lane points before the tensor's first element, which no mask can fix; " \
+          "check the strides and the block start (pid * BLOCK, start_n)"
 HINTS = {
-    "store": "mask the store: tl.store(ptrs, value, mask=...) with a mask that is False for every lane "
-             "whose pointer lies past the end of the tensor (offs < n)",
-    "load": "mask the load: tl.load(ptrs, mask=..., other=...) with a mask that is False for every lane "
-            "whose pointer lies past the end of the tensor, and an `other` that is neutral for what follows "
-            "(-inf before a max, 0 before a sum)",
-    "atomic": "mask the atomic operation: its lanes past the end of the tensor must be masked off",
-    "varies": "your kernel reads memory it never wrote: an unmasked load past a tensor's end, or an output "
-              "read before it is stored. Mask every load, and store every output element once",
+    ("store", "no lane masked off"): "mask the store: tl.store(ptrs, value, mask=offs < n) must leave out every "
+        "lane past the tensor's end; if every lane should be inside, an offset is wrong instead (a stride or a "
+        "block start)",
+    ("load", "no lane masked off"): "mask the load: tl.load(ptrs, mask=offs < n, other=...) must leave out every "
+        "lane past the tensor's end, with an `other` neutral for what follows (-inf before a max, 0 before a "
+        "sum); if every lane should be inside, an offset is wrong instead (a stride or a block start)",
+    ("atomic", "no lane masked off"): "mask the atomic operation: every lane past the tensor's end must be masked "
+        "off; if every lane should be inside, an offset is wrong instead",
+    ("store", "past its mask"): "the store's mask lets lanes past the tensor's end through: compare the offsets "
+        "with the length they index (n_cols or N, not BLOCK, and < not <=), or an offset is wrong (a stride or a "
+        "block start)",
+    ("load", "past its mask"): "the load's mask lets lanes past the tensor's end through: compare the offsets "
+        "with the length they index (n_cols or N, not BLOCK, and < not <=), or an offset is wrong (a stride or a "
+        "block start)",
+    ("atomic", "past its mask"): "the atomic operation's mask lets lanes past the tensor's end through, or an "
+        "offset is wrong",
+    ("store", "before the start"): _BEFORE, ("load", "before the start"): _BEFORE, ("atomic", "before the start"): _BEFORE,
+    ("varies", ""): "your kernel's results change from run to run on the same input, so it reads memory it never "
+        "wrote: an unmasked load past a tensor's end, or an output read before it is stored",
 }
+_FAULT = re.compile(r"(store|load|atomic) outside the kernel's tensors \((no lane masked off|past its mask|"
+                    r"before the start)\)|(varies)\b")
 
 
 class KernelMemoryError(IndexError):
     """A kernel touched memory outside every tensor it was given (or gave results that vary run to run).
 
-    The message starts with the kind of access ('store', 'load', 'atomic', 'varies'), which selects
-    the hint in ``HINTS``.
+    The message opens with the access and what was seen ("store outside the kernel's tensors (past its
+    mask)", or "varies"), which select the hint in ``HINTS``.
     """
 
 
@@ -89,24 +107,27 @@ def _kernel_line() -> str:
     return f"line {frame.f_lineno}: {text}" if text else f"line {frame.f_lineno}"
 
 
-def _where(address: int, width: int) -> str:
-    """Where one stray address lies: 'element 14 of y_ptr, which has 14', against the nearest argument."""
+def _where(address: int, width: int) -> tuple[str, bool]:
+    """Where one stray address lies against the nearest argument ('element 14 of y_ptr, which has 14'),
+    and whether it lies before that argument's start."""
     if not len(_launch["ranges"]):
-        return "the kernel was given no tensor"
+        return "no tensor (the kernel was given none)", False
     best = None
     for (start, end), (name, size) in zip(_launch["ranges"].tolist(), _launch["names"]):
         gap = address + width - end if address >= end else start - address
         if best is None or gap < best[0]:
-            best = (gap, f"element {(address - start) // width} of {name}, which has {size // width}")
-    return best[1]
+            best = (gap, f"element {(address - start) // width} of {name}, which has {size // width}",
+                    address < start)
+    return best[1], best[2]
 
 
 def _check(kind: str, ptrs, mask, width: int) -> None:
     """Raise KernelMemoryError if an active lane of ``ptrs`` (bytes [p, p + width)) lies outside every argument."""
     addresses = np.asarray(ptrs.data, dtype=np.uint64).ravel()
+    masked = False
     if mask is not None:
         active = np.broadcast_to(np.asarray(mask.data, dtype=bool), np.shape(ptrs.data)).ravel()
-        addresses = addresses[active]
+        addresses, masked = addresses[active], not active.all()
     if not addresses.size:
         return
     ranges = _launch["ranges"]
@@ -119,10 +140,14 @@ def _check(kind: str, ptrs, mask, width: int) -> None:
     from triton.runtime.interpreter import interpreter_builder
     program = tuple(int(i) for i in (interpreter_builder.grid_idx or ()))
     line = _kernel_line()
+    where, before = _where(int(stray.min()), width)
+    if not before:
+        where, before = _where(int(stray.max()), width)
+    seen = "before the start" if before else "past its mask" if masked else "no lane masked off"
     raise KernelMemoryError(
-        f"{kind} outside the kernel's tensors in {_launch['kernel']}, program {program}"
+        f"{kind} outside the kernel's tensors ({seen}) in {_launch['kernel']}, program {program}"
         + (f", {line}" if line else "") + f". {stray.size} of {addresses.size} active lanes point outside; "
-        f"the first at {_where(int(stray[0]), width)}")
+        f"{'the lowest' if before else 'the highest'} at {where}")
 
 
 def _width(element_ty) -> int:
@@ -178,8 +203,10 @@ def memory_fault(error: str) -> tuple[str, str] | None:
     if at < 0:
         return None
     seen = error[at + len(head):].strip()
-    kind = seen.split(" ", 1)[0].rstrip(":")
-    return (seen, HINTS[kind]) if kind in HINTS else None
+    found = _FAULT.match(seen)
+    if not found:
+        return None
+    return seen, HINTS[("varies", "") if found.group(3) else (found.group(1), found.group(2))]
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ import torch
 
 from labkit.contracts import check_attention_inputs, check_positive_int
 
-__all__ = ["check_blocks", "compute_dtype", "visited_tiles", "causal_mask",
+__all__ = ["check_blocks", "compute_dtype", "key_tiles", "visited_tiles", "causal_mask",
            "naive_attention", "tiled_attention", "flash_attention_forward_reference", "flash_attention_forward"]
 
 
@@ -33,12 +33,24 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def key_tiles(i0: int, i1: int, n_kv: int, block_k: int, causal: bool):
+    """(j0, j1) of each key tile the query tile of rows i0..i1-1 visits, in order (labkit's one tile iterator).
+
+    Non-causal: every key tile. Causal: up to the tile holding key i1 - 1 (the tile's last query
+    row); the tiles wholly above the diagonal would add exp(-inf) = 0 and are skipped. The
+    reference and fast forwards, ``visited_tiles`` and notebook 05's figure all walk this. Notebook 05.
+    """
+    hi = min(i1, n_kv) if causal else n_kv
+    for j0 in range(0, hi, block_k):
+        yield j0, min(j0 + block_k, n_kv)
+
+
 def visited_tiles(n_q: int, n_kv: int, block_q: int, block_k: int, causal: bool) -> int:
     """Number of (query tile, key tile) pairs a tiled forward computes for one (batch, head).
 
     Non-causal: every key tile for every query tile. Causal: query tile i stops after the key
-    tile holding its last query index, so key tiles wholly above the diagonal are skipped.
-    Both ``flash_attention_forward`` here and the Triton kernel follow this count.
+    tile holding its last query index, so key tiles wholly above the diagonal are skipped
+    (``key_tiles``). Both ``flash_attention_forward`` here and the Triton kernel follow this count.
     Sizes are ints >= 1 (contracts.check_positive_int). Introduced in notebook 05.
     """
     n_q, n_kv = check_positive_int(n_q, "n_q"), check_positive_int(n_kv, "n_kv")
@@ -46,7 +58,6 @@ def visited_tiles(n_q: int, n_kv: int, block_q: int, block_k: int, causal: bool)
     n_blocks_q = -(-n_q // block_q)
     if not causal:
         return n_blocks_q * -(-n_kv // block_k)
-    # query tile i ends at row min((i + 1) block_q, n_q) - 1 and sees keys up to that index
     return sum(-(-min((i + 1) * block_q, n_q, n_kv) // block_k) for i in range(n_blocks_q))
 
 
@@ -117,8 +128,8 @@ def flash_attention_forward_reference(q: torch.Tensor, k: torch.Tensor, v: torch
         m_i = torch.full(q_i.shape[:3], float("-inf"), dtype=ct, device=q.device)  # running max
         l_i = torch.zeros(q_i.shape[:3], dtype=ct, device=q.device)  # running sum
         acc = torch.zeros_like(q_i)  # running P V
-        for j0 in range(0, n_kv, block_k):
-            k_j, v_j = k[:, :, j0:j0 + block_k], v[:, :, j0:j0 + block_k]  # (B, H, T_k, D)
+        for j0, j1 in key_tiles(i0, i0 + q_i.shape[2], n_kv, block_k, causal):
+            k_j, v_j = k[:, :, j0:j1], v[:, :, j0:j1]  # (B, H, T_k, D)
             s_ij = (q_i @ k_j.transpose(-2, -1)) * scale  # (B, H, T_q, T_k)
             if causal:
                 cols = torch.arange(j0, j0 + k_j.shape[2], device=q.device)

@@ -168,6 +168,21 @@ def test_visited_tiles(causal, n, block_q, block_k):
         brute_force_visited(n, n, block_q, block_k, causal)
 
 
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("n_q, n_kv", [(1, 1), (17, 17), (100, 37), (37, 100), (1000, 1000)])
+@pytest.mark.parametrize("block_q, block_k", [(64, 64), (64, 32), (16, 48)])
+def test_key_tiles_are_the_visible_tiles_in_order_and_cover_every_visible_key(causal, n_q, n_kv, block_q, block_k):
+    pairs = [(i0, j) for i0 in range(0, n_q, block_q)
+             for j in attention.key_tiles(i0, min(i0 + block_q, n_q), n_kv, block_k, causal)]
+    assert len(pairs) == brute_force_visited(n_q, n_kv, block_q, block_k, causal)
+    for i0 in range(0, n_q, block_q):
+        i1 = min(i0 + block_q, n_q)
+        tiles = list(attention.key_tiles(i0, i1, n_kv, block_k, causal))
+        assert [j0 for j0, _ in tiles] == list(range(0, len(tiles) * block_k, block_k))  # in order, no gap
+        last_visible = min(i1 - 1, n_kv - 1) if causal else n_kv - 1  # the tile's last row sees keys up to here
+        assert tiles[-1][0] <= last_visible < tiles[-1][1]
+
+
 def test_visited_tiles_causal_roughly_halves():
     full = attention.visited_tiles(4096, 4096, 128, 64, False)
     causal = attention.visited_tiles(4096, 4096, 128, 64, True)

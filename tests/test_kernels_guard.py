@@ -59,7 +59,7 @@ def test_masked_accesses_are_left_alone(n, block):
 def test_an_unmasked_store_is_refused_before_any_lane_is_written(n, block, stray):
     y = torch.full((n,), -7.0)
     text = raised(n=n, block=block, mask_store=False, y=y)
-    assert text.startswith("store outside the kernel's tensors (no lane masked off) in copy_kernel")
+    assert text.startswith("store outside the kernel's tensors (every lane active) in copy_kernel")
     assert f"program ({n // block}, 0, 0)" in text and f"{stray} of {block} active lanes" in text
     assert f"the highest at element {(n // block + 1) * block - 1} of y_ptr, which has {n}" in text
     assert "tl.store(y_ptr + offs, x, mask=inside if MASK_STORE else None)" in text  # the line itself
@@ -69,8 +69,14 @@ def test_an_unmasked_store_is_refused_before_any_lane_is_written(n, block, stray
 
 def test_an_unmasked_load_is_refused_and_located():
     text = raised(n=10, block=8, mask_load=False)
-    assert text.startswith("load outside the kernel's tensors (no lane masked off)")
+    assert text.startswith("load outside the kernel's tensors (every lane active)")
     assert "the highest at element 15 of x_ptr, which has 10" in text
+
+
+def test_a_block_wholly_past_the_end_is_a_wrong_offset_not_a_missing_mask():
+    text = raised(n=10, block=8, shift=16)  # program 0 loads x[16..23]: not one lane inside
+    assert text.startswith("load outside the kernel's tensors (whole block past the end)")
+    assert memory_fault("KernelMemoryError: " + text)[1].startswith("no lane of this block lies inside the tensor")
 
 
 def test_a_load_before_the_start_is_named_by_a_negative_element():
@@ -79,12 +85,22 @@ def test_a_load_before_the_start_is_named_by_a_negative_element():
     assert "the lowest at element -3 of x_ptr" in text
 
 
-def test_a_view_may_touch_its_storage_but_not_past_it():
+def test_a_view_is_its_own_extent_not_its_storage():
     base = torch.full((16,), -7.0)
-    launch(n=10, block=8, mask_store=False, y=base[:10])  # lanes 10..15 lie in the storage: allowed
-    assert torch.equal(base[:10], torch.arange(10.0))
-    with pytest.raises(Exception, match="element 15 of y_ptr, which has 12"):
-        launch(n=10, block=8, mask_store=False, y=torch.full((12,), -7.0)[:10])
+    with pytest.raises(Exception, match="element 15 of y_ptr, which has 10"):
+        launch(n=10, block=8, mask_store=False, y=base[:10])  # lanes 10..15 lie in the storage, not in y
+    assert torch.equal(base[8:], torch.full((8,), -7.0))
+
+
+def test_lanes_that_run_from_one_tensor_into_another_are_refused_and_the_other_is_named():
+    """One block of pointers derives from one base: a store running past y into x (one buffer) is stray."""
+    buf = torch.zeros(20)
+    y, x = buf[:10], buf[10:]
+    x.copy_(torch.arange(10.0))
+    with pytest.raises(Exception, match=r"6 of 8 active lanes fall outside y_ptr; the highest at element 15 of "
+                                        r"y_ptr, which has 10 \(that address lies inside x_ptr\)"):
+        copy_kernel[(2,)](y, x, 10, 0, BLOCK=8, MASK_LOAD=True, MASK_STORE=False)
+    assert torch.equal(x, torch.arange(10.0)), "x was overwritten"
 
 
 def test_an_atomic_past_the_end_is_refused():
@@ -106,8 +122,10 @@ def test_every_hint_names_only_what_its_evidence_allows():
     """A stray lane says where a pointer went, not why: past the end, the hint offers the mask and the offset;
     before the start, only the offset (a mask cannot bring a negative offset back)."""
     for (kind, seen), hint in HINTS.items():
-        if seen in ("no lane masked off", "past its mask"):
-            assert "mask" in hint and "offset is wrong" in hint, kind
+        if seen in ("every lane active", "past its mask"):
+            assert "mask" in hint and "offset is wrong" in hint and "allocation" in hint, kind
+        elif seen == "whole block past the end":
+            assert "a mask is not the fix" in hint and "allocation" in hint
         elif seen == "before the start":
             assert "offset is negative" in hint and "no mask can fix" in hint
 
@@ -166,6 +184,6 @@ def test_checking_an_unmasked_store_kernel_names_it_and_the_process_survives(tmp
     (tmp_path / "student.py").write_text(UNMASKED)
     run = subprocess.run([sys.executable, str(tmp_path / "student.py")], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.count("hint: " + HINTS["store", "no lane masked off"]) == 3, run.stdout
+    assert run.stdout.count("hint: " + HINTS["store", "every lane active"]) == 3, run.stdout
     assert "line 11: tl.store(y_ptr + row * y_row_stride + offs, e / tl.sum(e, axis=0))" in run.stdout
     assert run.stdout.rstrip().endswith("the process survived")

@@ -77,11 +77,12 @@ def _padded_keys_count(o, p):
 
 
 def _strided(n: int, D: int, seed: int):
-    """q, k, v (1, 2, n, D) views with three different layouts: each must be read with its own strides."""
+    """q, k, v (2, 2, n, D) views with three different layouts, none with stride_b = H * stride_h: each must
+    be read with its own strides, batch and head apart (off_bh * stride_h agrees only when that holds)."""
     g = torch.Generator().manual_seed(rng_seed(seed))
-    q = torch.randn(1, n, 2, D, generator=g).transpose(1, 2)
-    k = torch.randn(1, 2, D, n, generator=g).transpose(2, 3)
-    v = torch.randn(2, 1, n, D, generator=g).transpose(0, 1)
+    q = torch.randn(2, n, 2, D, generator=g).transpose(1, 2)  # (B, N, H, D) read as (B, H, N, D)
+    k = torch.randn(n, 2, 2, D, generator=g).permute(1, 2, 0, 3)  # sequence outermost
+    v = torch.randn(2, 2, n, D, generator=g).transpose(0, 1)  # heads outermost
     return q, k, v
 
 
@@ -193,8 +194,10 @@ def flash_attention_forward_triton() -> Checker:
             Case("the max in the first key tile, later scores 100 lower: N=40, D=16",
                  (fq, fk, qkv(1, 1, 20, 40, 16, seed=70)[2]),
                  hint="a later tile far below the running max must still give finite results"),
-            Case("q, k, v strided views with three different layouts, N=17, D=16", _strided(17, 16, seed=71),
-                 hint="q, k and v have different strides here: read each with its own"),
+            Case("q, k, v strided views with three different layouts, B=2, H=2, N=17, D=16",
+                 _strided(17, 16, seed=71),
+                 hint="q, k and v have different strides here: read each with its own, batch and head apart "
+                      "(off_b * stride_b + off_h * stride_h)"),
             Case("float16, causal, N=40, D=16", qkv(1, 2, 40, 40, 16, seed=68, dtype=torch.float16), {"causal": True}),
         ],
         reference=_Expected,

@@ -23,34 +23,36 @@ import sys
 import numpy as np
 import torch
 
-# What was seen, in the words the message uses, and what it singles out. A stray lane is evidence of
-# where the pointer went, not of why: the hint names what that evidence allows (labkit.check.core and
-# the grader pick it by the message's opening words).
-_BEFORE = "an offset is negative: the lane points before the tensor's first element, which no mask can fix; " \
-          "check the strides and the block start (pid * BLOCK, start_n)"
+# What was seen, in the words the message uses, and what it allows. A stray lane is evidence of where
+# a pointer went, not of why: each hint names every mistake that puts a lane there, and only those
+# (labkit.check.core and the grader pick it by the message's opening words).
+_PAST = ("or an offset is wrong (a stride, or a block start such as pid * BLOCK or start_n), or the tensor is "
+         "smaller than the kernel assumes (its allocation in the wrapper)")
 HINTS = {
-    ("store", "no lane masked off"): "mask the store: tl.store(ptrs, value, mask=offs < n) must leave out every "
-        "lane past the tensor's end; if every lane should be inside, an offset is wrong instead (a stride or a "
-        "block start)",
-    ("load", "no lane masked off"): "mask the load: tl.load(ptrs, mask=offs < n, other=...) must leave out every "
-        "lane past the tensor's end, with an `other` neutral for what follows (-inf before a max, 0 before a "
-        "sum); if every lane should be inside, an offset is wrong instead (a stride or a block start)",
-    ("atomic", "no lane masked off"): "mask the atomic operation: every lane past the tensor's end must be masked "
-        "off; if every lane should be inside, an offset is wrong instead",
+    ("store", "every lane active"): "every lane of the store was active and some point past the tensor's end: "
+        "mask the store (tl.store(ptrs, value, mask=offs < n), n the length the offsets run along: n_cols or N, "
+        "not BLOCK; < not <=), " + _PAST,
+    ("load", "every lane active"): "every lane of the load was active and some point past the tensor's end: "
+        "mask the load (tl.load(ptrs, mask=offs < n, other=...), n the length the offsets run along: n_cols or "
+        "N, not BLOCK; < not <=; `other` neutral for what follows: -inf before a max, 0 before a sum), " + _PAST,
+    ("atomic", "every lane active"): "every lane of the atomic operation was active and some point past the "
+        "tensor's end: mask it, " + _PAST,
     ("store", "past its mask"): "the store's mask lets lanes past the tensor's end through: compare the offsets "
-        "with the length they index (n_cols or N, not BLOCK, and < not <=), or an offset is wrong (a stride or a "
-        "block start)",
+        "with the length they run along (n_cols or N, not BLOCK; < not <=), " + _PAST,
     ("load", "past its mask"): "the load's mask lets lanes past the tensor's end through: compare the offsets "
-        "with the length they index (n_cols or N, not BLOCK, and < not <=), or an offset is wrong (a stride or a "
-        "block start)",
-    ("atomic", "past its mask"): "the atomic operation's mask lets lanes past the tensor's end through, or an "
-        "offset is wrong",
-    ("store", "before the start"): _BEFORE, ("load", "before the start"): _BEFORE, ("atomic", "before the start"): _BEFORE,
+        "with the length they run along (n_cols or N, not BLOCK; < not <=), " + _PAST,
+    ("atomic", "past its mask"): "the atomic operation's mask lets lanes past the tensor's end through, " + _PAST,
+    **{(op, "whole block past the end"): "no lane of this block lies inside the tensor, so a mask is not the fix: "
+       "the base offset is wrong (the batch and head offsets, off_b * stride_b + off_h * stride_h, or a stride), "
+       "or the tensor is smaller than the kernel assumes (its allocation in the wrapper)"
+       for op in ("store", "load", "atomic")},
+    **{(op, "before the start"): "an offset is negative: lanes point before the tensor's first element, which no "
+       "mask can fix; check the strides and the block start (pid * BLOCK, start_n)" for op in ("store", "load", "atomic")},
     ("varies", ""): "your kernel's results change from run to run on the same input, so it reads memory it never "
         "wrote: an unmasked load past a tensor's end, or an output read before it is stored",
 }
-_FAULT = re.compile(r"(store|load|atomic) outside the kernel's tensors \((no lane masked off|past its mask|"
-                    r"before the start)\)|(varies)\b")
+_FAULT = re.compile(r"(store|load|atomic) outside the kernel's tensors \((every lane active|past its mask|"
+                    r"whole block past the end|before the start)\)|(varies)\b")
 
 
 class KernelMemoryError(IndexError):
@@ -79,19 +81,17 @@ def _tensors(value, name: str):
 
 
 def _record_launch(kernel: str, arg_names: list[str], args: list, kwargs: dict) -> None:
-    """Remember the storages of this launch's tensor arguments: the only memory its kernel may touch."""
-    spans: dict[int, tuple[int, str]] = {}
-    named = list(zip(arg_names, args)) + list(kwargs.items())
-    for name, value in named:
+    """Remember the extent of each of this launch's tensor arguments (first to last byte of the view):
+    the only memory its kernel may touch, one tensor per access."""
+    spans = []
+    for name, value in list(zip(arg_names, args)) + list(kwargs.items()):
         for label, t in _tensors(value, name):
-            storage = t.untyped_storage()
-            start, size = storage.data_ptr(), storage.nbytes()
-            if size and start not in spans:
-                spans[start] = (size, label)
-    order = sorted(spans)
+            if t.numel():
+                last = sum((size - 1) * stride for size, stride in zip(t.shape, t.stride()))
+                spans.append((t.data_ptr(), t.data_ptr() + (last + 1) * t.element_size(), label))
     _launch["kernel"] = kernel
-    _launch["ranges"] = np.array([[s, s + spans[s][0]] for s in order], dtype=np.uint64).reshape(-1, 2)
-    _launch["names"] = [(spans[s][1], spans[s][0]) for s in order]
+    _launch["ranges"] = np.array([sp[:2] for sp in spans], dtype=np.uint64).reshape(-1, 2)
+    _launch["names"] = [sp[2] for sp in spans]
 
 
 def _kernel_line() -> str:
@@ -107,22 +107,18 @@ def _kernel_line() -> str:
     return f"line {frame.f_lineno}: {text}" if text else f"line {frame.f_lineno}"
 
 
-def _where(address: int, width: int) -> tuple[str, bool]:
-    """Where one stray address lies against the nearest argument ('element 14 of y_ptr, which has 14'),
-    and whether it lies before that argument's start."""
-    if not len(_launch["ranges"]):
-        return "no tensor (the kernel was given none)", False
-    best = None
-    for (start, end), (name, size) in zip(_launch["ranges"].tolist(), _launch["names"]):
-        gap = address + width - end if address >= end else start - address
-        if best is None or gap < best[0]:
-            best = (gap, f"element {(address - start) // width} of {name}, which has {size // width}",
-                    address < start)
-    return best[1], best[2]
+def _element(address: int, width: int, home: int) -> str:
+    """'element 14 of y_ptr, which has 14' (and which other argument the address lies in, if any)."""
+    (start, end), name = _launch["ranges"][home].tolist(), _launch["names"][home]
+    text = f"element {(address - start) // width} of {name}, which has {(end - start) // width}"
+    others = [_launch["names"][r] for r, (s0, e0) in enumerate(_launch["ranges"].tolist())
+              if r != home and s0 <= address < e0]
+    return text + (f" (that address lies inside {others[0]})" if others else "")
 
 
 def _check(kind: str, ptrs, mask, width: int) -> None:
-    """Raise KernelMemoryError if an active lane of ``ptrs`` (bytes [p, p + width)) lies outside every argument."""
+    """Raise KernelMemoryError unless the active lanes of ``ptrs`` (bytes [p, p + width)) all lie inside one
+    tensor argument: a block of pointers derives from one base, so lanes in two tensors are a stray access too."""
     addresses = np.asarray(ptrs.data, dtype=np.uint64).ravel()
     masked = False
     if mask is not None:
@@ -131,23 +127,31 @@ def _check(kind: str, ptrs, mask, width: int) -> None:
     if not addresses.size:
         return
     ranges = _launch["ranges"]
-    slot = np.searchsorted(ranges[:, 0], addresses, side="right").astype(np.int64) - 1
-    inside = (slot >= 0) & (addresses + np.uint64(width) <= ranges[np.maximum(slot, 0), 1]) if len(ranges) else \
-        np.zeros(addresses.shape, bool)
-    if inside.all():
+    inside = (addresses[None, :] >= ranges[:, :1]) & (addresses[None, :] + np.uint64(width) <= ranges[:, 1:])
+    if inside.all(axis=1).any():
         return
-    stray = addresses[~inside]
+    if len(ranges) and inside[:, 0].any():  # the tensor holding the block's first lane is the one meant
+        home = int(inside[:, 0].argmax())
+    elif len(ranges) and inside.any():  # else the one holding most lanes
+        home = int(inside.sum(axis=1).argmax())
+    elif len(ranges):  # none inside any: the tensor nearest the lowest lane
+        low = int(addresses.min())
+        home = int(np.argmin([abs(low - int(s0)) if low < int(s0) else max(0, low - int(e0)) for s0, e0 in ranges]))
+    else:
+        raise KernelMemoryError(f"{kind} outside the kernel's tensors (every lane active) in {_launch['kernel']}: "
+                                "it was given no tensor")
+    stray = addresses[~inside[home]]
+    before = int(stray.min()) < int(ranges[home, 0])
+    first = int(stray.min()) if before else int(stray.max())
     from triton.runtime.interpreter import interpreter_builder
     program = tuple(int(i) for i in (interpreter_builder.grid_idx or ()))
     line = _kernel_line()
-    where, before = _where(int(stray.min()), width)
-    if not before:
-        where, before = _where(int(stray.max()), width)
-    seen = "before the start" if before else "past its mask" if masked else "no lane masked off"
+    seen = "before the start" if before else "whole block past the end" if stray.size == addresses.size else \
+        "past its mask" if masked else "every lane active"
     raise KernelMemoryError(
         f"{kind} outside the kernel's tensors ({seen}) in {_launch['kernel']}, program {program}"
-        + (f", {line}" if line else "") + f". {stray.size} of {addresses.size} active lanes point outside; "
-        f"{'the lowest' if before else 'the highest'} at {where}")
+        + (f", {line}" if line else "") + f". {stray.size} of {addresses.size} active lanes fall outside "
+        f"{_launch['names'][home]}; {'the lowest' if before else 'the highest'} at {_element(first, width, home)}")
 
 
 def _width(element_ty) -> int:

@@ -181,3 +181,22 @@ def test_progress_goes_to_stderr_on_the_command_line_and_to_stdout_in_a_notebook
     monkeypatch.setattr(sys, "stderr", kernel_err)
     bench.progress(1, 5, "Python loops")
     assert (kernel_out.text, kernel_err.text) == ("\r[1/5] Python loops".ljust(60) + "\n", "")
+
+
+def test_published_gpu_figures_each_carry_their_source_and_quote():
+    import json
+    from pathlib import Path
+    data = json.loads((Path(__file__).resolve().parents[1] / "data" / "published_gpu_figures.json").read_text())
+    ids = {f["id"] for f in data["figures"]}
+    assert {i for topic in data["topics"].values() for i in topic} == ids  # every figure shown, none missing
+    for f in data["figures"]:
+        assert all(f.get(k) for k in ("label", "cite", "gpu", "unit", "source", "quote")), f["id"]
+        assert f.get("url", "").startswith("https://"), f["id"]
+
+
+def test_published_prints_each_topic_labelled_as_not_measured_here(capsys):
+    text = bench.published("attention_forward")
+    assert text.startswith("Published GPU figures, not measured here") and "FlashAttention-3" in text
+    assert capsys.readouterr().out.strip() == text.strip()
+    with pytest.raises(ValueError, match="no topic 'nope'"):
+        bench.published("nope")

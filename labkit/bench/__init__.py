@@ -71,6 +71,52 @@ def time_fn(fn: Callable[[], Any], *, warmup: int = 3, rep: int = 20) -> float:
     return statistics.median(times)
 
 
+@contextlib.contextmanager
+def pinned(threads: int = 1):
+    """Within the block torch and every BLAS numpy/scipy loaded use ``threads`` threads; yields one line
+    that says so, with the machine's load average at the start (print it beside the numbers)."""
+    from threadpoolctl import threadpool_limits
+
+    was = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield (f"{threads} torch thread{'s' * (threads > 1)}, {threads} BLAS thread{'s' * (threads > 1)}; "
+                   f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the start")
+    finally:
+        torch.set_num_threads(was)
+
+
+def published(topic: str, *, echo: bool = True) -> str:
+    """Print and return the published GPU figures for ``topic`` (data/published_gpu_figures.json), each
+    labelled "published, not measured here" with its source: what a CPU student cannot measure (notebooks 02, 06, 07)."""
+    import json
+
+    from labkit.course import data_dir
+    data = json.loads((data_dir() / "published_gpu_figures.json").read_text(encoding="utf-8"))
+    if topic not in data["topics"]:
+        raise ValueError(f"published: no topic {topic!r}; the topics are {sorted(data['topics'])}")
+    figures = {f["id"]: f for f in data["figures"]}
+    rows = []
+    for fid in data["topics"][topic]:
+        f = figures[fid]
+        value = "–".join(map(format_value, f["value"])) if isinstance(f["value"], list) else format_value(f["value"])
+        rows.append([f["gpu"].split(" (")[0], f["label"], f"{value} {f['unit'].split(' (')[0]}", f["cite"]])
+    return print_table(f"Published GPU figures, not measured here ({topic.replace('_', ' ')}; sources and exact "
+                       f"quotes in data/published_gpu_figures.json)", ["GPU", "what", "published figure", "source"], rows,
+                       echo=echo)
+
+
+def gpu_figures(suite: str, topic: str) -> str:
+    """Markdown for what a GPU does: the newest ``gpu-check`` record of ``suite`` in benchmarks/ (measured on
+    a lent GPU), or, when there is none, the published figures for ``topic``."""
+    records = sorted(_results_dir().glob(f"{suite}-*.md"), key=lambda p: p.name[-13:])
+    records = [p for p in records if "-cpu-" not in p.name]
+    if records:
+        return f"**Measured by gpu-check** ({records[-1].name}):\n\n" + records[-1].read_text(encoding="utf-8")
+    return published(topic, echo=False)
+
+
 def _vm_kib(field: str) -> int:
     match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
     if match is None:
@@ -171,8 +217,9 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Print a title and a Markdown table (floats to 3 significant digits, None as '–'); return the text."""
+def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]], *, echo: bool = True) -> str:
+    """Print a title and a Markdown table (floats to 3 significant digits, None as '–'); return the text
+    (``echo=False``: return it only)."""
     cells = [[str(h) for h in header]] + [[format_value(v) for v in row] for row in rows]
     for row in cells:
         if len(row) != len(header):
@@ -181,7 +228,8 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]
     line = lambda row: "| " + " | ".join(c.rjust(w) for c, w in zip(row, widths)) + " |"  # noqa: E731
     rule = "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|"
     text = "\n".join([title, "", line(cells[0]), rule] + [line(row) for row in cells[1:]])
-    print(text, flush=True)
+    if echo:
+        print(text, flush=True)
     return text
 
 

@@ -2,7 +2,8 @@
 
 Without CUDA this module sets ``TRITON_INTERPRET=1`` before Triton is imported, so
 every ``@triton.jit`` kernel in the course runs on CPU tensors through Triton's
-interpreter (slow, exact, debuggable). Introduced in notebook 00.
+interpreter (slow and debuggable; one program at a time, and a memory guard: labkit.kernels.guard).
+Introduced in notebook 00.
 """
 from __future__ import annotations
 

@@ -19,3 +19,4 @@ from labkit.check.attention_triton import flash_attention_forward_triton  # noqa
 from labkit.check.attention_backward import flash_attention_backward  # noqa: F401
 from labkit.check.attention_backward_triton import flash_attention_backward_triton  # noqa: F401
 from labkit.check.attention_derivations import flash_hbm_accesses, softmax_jacobian  # noqa: F401
+from labkit.check.claims import claim  # noqa: F401

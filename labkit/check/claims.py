@@ -1,0 +1,91 @@
+"""Prose held to outputs: each quantitative sentence a notebook says about a measurement is a claim here.
+
+A claim pairs the sentence, as the notebook prints it, with a test of the numbers the sentence
+reads. The notebook's claim cell, right after the output, passes its live numbers:
+``check.claim("08.ladder", gflops=...)`` prints one fixed line when the sentence holds and raises
+ClaimFailed, quoting the sentence and what was seen, when it does not. The bounds are wide enough
+for a loaded 2-core machine and narrow enough that the artefacts of earlier runs fail: the values
+those outputs showed are a test fixture (tests/claims_old_outputs.json). Introduced in notebook 04.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+HOLDS = "✔ claim {name}: the output agrees with the text"
+
+
+class ClaimFailed(AssertionError):
+    """A stored or fresh output contradicts the sentence that reads it (shown short, like CheckFailed)."""
+
+    def _render_traceback_(self) -> list[str]:
+        return str(self).split("\n")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """``sentence`` as the notebook says it; ``contradicted(**values)`` is what was seen that breaks it, or ''."""
+
+    sentence: str
+    contradicted: Callable[..., str]
+
+
+def _ratio_grows(times: dict, at_least: float) -> str:
+    """times: {provider: [seconds at increasing N]}; each must grow by ``at_least`` from first to last."""
+    flat = {p: t[-1] / t[0] for p, t in times.items()}
+    slow = {p: f"{r:.2f}x" for p, r in flat.items() if r < at_least}
+    return f"time grew only {slow} from the smallest to the largest N (need at least {at_least}x)" if slow else ""
+
+
+def _between(name: str, value: float, lo: float, hi: float) -> str:
+    return "" if lo <= value <= hi else f"{name} = {value:.3g}, outside [{lo}, {hi}]"
+
+
+def _ladder(sizes: tuple, gflops: dict) -> str:
+    """gflops: {rung: [GFLOP/s, or None when too slow to time, per size]}, rungs in the ladder's order.
+    LAPACK (the last rung) must lead at n >= 256, and each timed rung beat the one below it at the largest n."""
+    rungs = list(gflops)
+    seen = [f"{r} {gflops[r][j]:.3g} >= LAPACK {gflops[rungs[-1]][j]:.3g} at n = {n}"
+            for j, n in enumerate(sizes) if n >= 256 for r in rungs[:-1]
+            if gflops[r][j] is not None and gflops[r][j] >= gflops[rungs[-1]][j]]
+    timed = [(r, gflops[r][-1]) for r in rungs if gflops[r][-1] is not None]
+    seen += [f"{a} ({x:.3g}) is not faster than {b} ({y:.3g}) at n = {sizes[-1]}"
+             for (b, y), (a, x) in zip(timed, timed[1:]) if x <= y]
+    return "; ".join(seen)
+
+
+CLAIMS: dict[str, Claim] = {
+    "04.times_grow": Claim(
+        "Quadratic in N: the time of both grows with N (16x the work from N = 128 to 512)",
+        lambda times: _ratio_grows(times, 3.0)),
+    "04.memory_slope": Claim(
+        "The points follow slope 2 on log-log axes, about twice the scores matrix",
+        lambda slope, ratios: _between("slope", slope, 1.85, 2.15) or
+        next((_between("measured / scores", r, 1.8, 2.3) for r in ratios if _between("", r, 1.8, 2.3)), "")),
+    "08.reuse": Claim(
+        "The reuse ratio is above the flop ratio: the 50 solves run as one level-3 triangular solve, and each "
+        "elimination call has its own overhead",
+        lambda reuse, flop_ratio: "" if reuse >= 0.9 * flop_ratio else
+        f"reuse {reuse:.1f}x is below 0.9 x the flop ratio {flop_ratio:.1f}x"),
+    "08.lu_slope": Claim(
+        "The slope rises with n: below 3 at small n, where per-call overheads do not grow like n^3, and close "
+        "to 3 between the two largest sizes",
+        lambda segments: "" if segments[0] < 2.9 and 2.6 <= segments[-1] <= 3.8 and segments[-1] > segments[0] else
+        f"segment slopes {[round(float(x), 2) for x in segments]} (need the first below 2.9, the last in "
+        f"[2.6, 3.8] and above the first)"),
+    "08.ladder": Claim(
+        "With one BLAS thread LAPACK is the fastest rung from n = 256 on, and at n = 1000 each rung is faster "
+        "than the one below it",
+        _ladder),
+}
+
+
+def claim(name: str, **values) -> None:
+    """Print the fixed line when claim ``name``'s sentence holds for ``values``; else raise ClaimFailed."""
+    if name not in CLAIMS:
+        raise KeyError(f"no claim {name!r}: the claims are {sorted(CLAIMS)}")
+    seen = CLAIMS[name].contradicted(**values)
+    if seen:
+        raise ClaimFailed(f"✘ claim {name}: the output contradicts the text\n"
+                          f"  the text says: \u201c{CLAIMS[name].sentence}\u201d\n  seen: {seen}")
+    print(HOLDS.format(name=name))

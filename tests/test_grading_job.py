@@ -65,3 +65,12 @@ def test_an_exercise_that_blocks_every_signal_is_stopped_near_its_own_limit(tmp_
     report = json.loads(done.stdout)
     assert report["killed_stuck"] == "stubborn" and report["died_at"] == 1, report
     assert time.monotonic() - start < 40
+
+
+def test_torch_is_imported_in_the_kernel_before_the_first_cell_and_not_charged_to_it(tmp_path):
+    """A first cell with a 3 s limit finds torch imported already: on a busy grading machine the import alone
+    can pass a cell's limit, and a cut-off `import torch` leaves the notebook ungradable."""
+    report, _ = _run_job(tmp_path, [new_code_cell("import sys, time\nassert 'torch' in sys.modules, 'not warmed up'\n"
+                                                  "t = time.perf_counter(); import torch\n"
+                                                  "assert time.perf_counter() - t < 0.5")], timeout=3)
+    assert report["errors"] == {} and report["timed_out"] == [], report

@@ -3,7 +3,8 @@
 A script, not ``-m labkit...``: it imports neither the ``labkit`` package (torch and Triton) nor
 anything but nbformat and nbclient. It reads its job from stdin (the notebook the grader
 prepared: the submission's cells, then the harvest cell, and the time limits), executes it in a
-fresh ``python3`` kernel started in the working directory, and writes one JSON report to the
+fresh ``python3`` kernel started in the working directory (torch imported first, outside any cell's
+limit: ``WARM_UP``), and writes one JSON report to the
 stdout it was started with: which cells timed out, where the kernel died or got stuck, the first
 error of each cell. Nothing else leaves through stdout; cell outputs other than errors are
 dropped as they arrive, so a notebook that prints gigabytes costs nothing. None of it is a
@@ -30,6 +31,11 @@ _TIMEOUT_ENAME = "LabkitCellTimeout"
 _QUIET = logging.getLogger("labkit.grading.job")  # nbclient logs every timeout as an ERROR: the report says it
 _QUIET.addHandler(logging.NullHandler())
 _QUIET.propagate = False
+# Imported in the kernel before the notebook's first cell, with a limit of its own: a cell's time limit
+# is for the student's code, and torch alone can take more than a cell's 10 s on a busy grading machine.
+# A cell cut off inside `import torch` leaves torch half-registered, and the whole notebook ungradable.
+WARM_UP = "import numpy, torch"
+WARM_UP_SECONDS = 120
 
 
 @dataclass
@@ -121,6 +127,7 @@ def execute_notebook(nb: NotebookNode, cwd: str, timeout: int = 120, last_timeou
         iopub_timeout=10)  # also how long an interrupted cell has to stop
     # The kernel's own stdout/stderr (not the cells' output) would only clutter the report.
     with client.setup_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+        _warm_up(client, WARM_UP_SECONDS)
         for index, cell in enumerate(run.nb.cells):
             if cell.cell_type != "code":
                 continue
@@ -139,6 +146,27 @@ def execute_notebook(nb: NotebookNode, cwd: str, timeout: int = 120, last_timeou
                 run.stuck_at = index
                 break
     return run
+
+
+def _warm_up(client, seconds: float) -> None:
+    """Run WARM_UP in the kernel and wait for it up to ``seconds`` (never interrupted: an import cut off
+    halfway is what this avoids). A kernel that dies or takes longer meets the first cell as it is."""
+    from queue import Empty
+
+    from nbclient.util import ensure_async, run_sync
+
+    async def wait(msg_id: str) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                msg = await ensure_async(client.kc.shell_channel.get_msg(timeout=1))
+            except Empty:
+                if not await ensure_async(client.kc.is_alive()):
+                    return
+                continue
+            if msg["parent_header"].get("msg_id") == msg_id:
+                return
+    run_sync(wait)(client.kc.execute(WARM_UP, silent=True, store_history=False))
 
 
 def report(run: Execution) -> dict:

@@ -35,10 +35,17 @@ def pytest_runtest_setup(item):
             pytest.skip(f"needs {mark.args[0]}: {why}")
 
 
-_NOT_TESTED: list[str] = []
+_LAST_LINES: list[str] = []
 
 
 def pytest_terminal_summary(terminalreporter):
+    mutants = [item for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", [])
+               for key, value in getattr(report, "user_properties", []) if key == "mutation" for item in value]
+    if mutants:
+        caught = sum(status != "accepted" for status, _ in mutants)
+        excused = sum(status == "accepted" and ok for status, ok in mutants)
+        _LAST_LINES.append(f"MUTANTS (a fifth of tests/mutation.py's): {caught} of {len(mutants)} rejected, {excused} "
+                           f"accepted as equivalent or allowed by the spec, {len(mutants) - caught - excused} let through")
     counts: dict[str, int] = {}
     for report in terminalreporter.stats.get("skipped", []):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
@@ -48,14 +55,14 @@ def pytest_terminal_summary(terminalreporter):
     if counts:
         parts = ", ".join(f"{WHAT[t]} ({n} test{'s' * (n != 1)} need{'s' * (n == 1)} {t})"
                           for t, n in sorted(counts.items()))
-        _NOT_TESTED.append(f"NOT TESTED HERE: {parts}; install with: "
+        _LAST_LINES.append(f"NOT TESTED HERE: {parts}; install with: "
                            f"{' && '.join(INSTALL[t] for t in sorted(counts))} (.ci/run does)")
 
 
 def pytest_unconfigure(config):
     """The line goes last, after pytest's own summary, where a newcomer looks."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    for line in _NOT_TESTED:
+    for line in _LAST_LINES:
         if reporter is not None:
             reporter.write_line(line, yellow=True)
 

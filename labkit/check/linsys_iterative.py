@@ -172,6 +172,11 @@ def _reference(A, b, x0=None, *, rtol=1e-8, atol=0.0, maxiter=None, callback=Non
                 max(5000, 10 * n) if maxiter is None else maxiter, callback is RECORD)
 
 
+def _sweeps(A, b) -> int:
+    """How many sweeps labkit's Gauss-Seidel needs to converge on A x = b from zeros."""
+    return len(_reference(A, b).iterates)
+
+
 def _residual(A, b, x) -> float:
     with np.errstate(all="ignore"):
         return float(np.linalg.norm(b - A @ np.asarray(x, dtype=np.float64)))
@@ -318,6 +323,13 @@ def gauss_seidel() -> Checker:
                   "info = the sweeps done (here 13), not the sweeps until overflow"),
         Case("maxiter=0, not converged", (A8, b8), {"maxiter": 0, "callback": RECORD},
              hint="maxiter=0: no sweep, and info = 1 (never 0 unless ||b - A x0|| passed the test)"),
+        Case("maxiter = exactly the sweeps it needs", (A8, b8), {"maxiter": _sweeps(A8, b8), "callback": RECORD},
+             hint="the residual is tested before each sweep and once more after the last: converging on the "
+                  "last allowed sweep is info = 0"),
+        Case("b = 0: x0 = 0 is exact (||b - A x|| = 0 = the tolerance)", (A8, np.zeros(8)),
+             hint="the test is ||b - A x|| <= max(rtol ||b||, atol), with <=: for b = 0 both sides are 0"),
+        Case("2 x 2 that blows up in one sweep", (np.array([[1.0, 1e7], [1e7, 1.0]]), np.ones(2)),
+             hint="a blow-up after the first sweep is info = 1, the sweeps done"),
     ]
     info_hint = ("info = 0 only when ||b - A x|| <= max(rtol ||b||, atol) held; otherwise info = the "
                  "number of iterations done")

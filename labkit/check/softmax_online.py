@@ -145,6 +145,9 @@ def online_softmax() -> Checker:
              hint="exp(x) overflows for x > 88.7: the result must stay finite for large x"),
         Case("dim=0, blocks of 3", (randn(8, 3, seed=15),), {"dim": 0, "block_size": 3},
              hint="blocks run along `dim`, not the last axis"),
+        Case("3-D input, dim=0, blocks of 3", (randn(7, 2, 4, seed=17),), {"dim": 0, "block_size": 3},
+             hint="blocks run along `dim`, and the result has the input's layout: move `dim` last and back "
+                  "with movedim(dim, -1) and movedim(-1, dim)"),
         float16_case("float16 input, blocks of 8", block_size=8),
         float64_case("float64 input, blocks of 4 (judged at float64 tolerance)", block_size=4),
         Case("rows around -1000, blocks of 2", (randn(2, 5, seed=16, shift=-1000.0),), {"block_size": 2},

@@ -62,7 +62,7 @@ def pytest_terminal_summary(terminalreporter):
 def pytest_unconfigure(config):
     """The line goes last, after pytest's own summary, where a newcomer looks."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    for line in _LAST_LINES:
+    for line in dict.fromkeys(_LAST_LINES):  # once each, however often the summary hook ran
         if reporter is not None:
             reporter.write_line(line, yellow=True)
 

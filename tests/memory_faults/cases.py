@@ -1,9 +1,9 @@
 """Wrong student answers (memory addressing / masking mistakes) for labkit's Triton exercises.
 
 Each case is a complete kernel + wrapper, as a student would submit it in the notebook cell.
-To keep them honest and readable, each is the notebook's own solution cell (ref_XX.py, copied
-from the notebooks' exercise cells) with the student's mistake edited in; every edit is
-asserted to apply exactly where intended. The materialised sources are written to src/<id>.py
+To keep them honest and readable, each is the notebook's own solution cell (read from the solved
+notebook, its magic and solution markers dropped) with the student's mistake edited in; every edit
+is asserted to apply exactly where intended. The materialised sources are written to src/<id>.py
 by case_runner.py (and by `python cases.py --dump`).
 
 Fields: id, exercise ("02", "03", "06", "07"), description (one line), expected
@@ -21,8 +21,15 @@ PRELUDE = ("import math\nimport torch\nimport triton\nimport triton.language as 
 
 
 def _ref(ex: str) -> str:
-    with open(os.path.join(_HERE, f"ref_{ex}.py"), encoding="utf-8") as f:
-        return f.read()
+    """The Triton exercise cell of notebook ``ex`` ("02", ...), without %%needs_triton and the markers."""
+    import glob
+
+    import nbformat
+    path = glob.glob(os.path.join(os.path.dirname(os.path.dirname(_HERE)), "notebooks", f"{ex}_*.ipynb"))[0]
+    cell = next(c.source for c in nbformat.read(path, as_version=4).cells
+                if c.cell_type == "code" and "@triton.jit" in c.source and "### BEGIN SOLUTION" in c.source)
+    return "\n".join(line for line in cell.split("\n")
+                     if line.strip() not in ("%%needs_triton", "### BEGIN SOLUTION", "### END SOLUTION"))
 
 
 def _edit(ex: str, edits: list[tuple]) -> str:

@@ -383,3 +383,19 @@ def test_triton_checker_reports_blank_kernel_as_not_implemented(capsys):
         return y
     check.softmax_triton(fn)
     assert "not implemented yet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("wrap, accepted", [(float, True), (np.float64, True), (np.float32, True),
+                                             (lambda v: torch.tensor(v), False),
+                                             (lambda v: torch.tensor(v, dtype=torch.float64), False)])
+def test_the_threshold_is_a_number_numpy_scalars_included_never_a_tensor(wrap, accepted, capsys):
+    """Issue 20, item 6: the spec says a number. A 0-d tensor is refused with a hint about its type, not its value."""
+    from labkit import softmax as ref
+    fn = lambda dtype: wrap(ref.overflow_threshold(dtype))  # noqa: E731
+    if accepted:
+        check.overflow_threshold(fn)
+        assert capsys.readouterr().out.startswith("✔ overflow_threshold")
+    else:
+        with pytest.raises(CheckFailed) as err:
+            check.overflow_threshold(fn)
+        assert "expected a number" in str(err.value) and err.value.hint.startswith("return a number")

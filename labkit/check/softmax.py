@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
 from labkit import softmax as ref
-from labkit.check.core import Case, Checker, Probe, checker, rng_seed
+from labkit.check.core import Case, Checker, DtypeMismatch, Probe, checker, describe, rng_seed
 from labkit.check.tolerance import assert_close
 
 # ---------------------------------------------------------------------------- inputs
@@ -352,15 +353,16 @@ def _threshold_probe(dtype, seen_starts, hint) -> Probe:
 
 @checker
 def overflow_threshold() -> Checker:
-    """ln(finfo(dtype).max), to 0.1% and never above it, for each floating dtype (notebook 01). Properties:
+    """ln(finfo(dtype).max), to 0.1% and never above it, for each floating dtype (notebook 01). A number (int, float
+    or numpy scalar), not a tensor. Properties:
     it is the natural log of the largest finite value of the given dtype (float32, float16, bfloat16, float64);
     exp of it does not overflow (not above ln(finfo.max) by more than a float32 rounding)."""
     cases = [Case(str(d).replace("torch.", ""), (d,), hint="the natural log of torch.finfo(dtype).max")
              for d in _FLOATS]
 
     def within_a_thousandth(out, expected):
-        if not isinstance(out, (int, float)) and not (isinstance(out, torch.Tensor) and out.numel() == 1):
-            raise AssertionError(f"returned {type(out).__name__}, expected a number")
+        if isinstance(out, bool) or not isinstance(out, numbers.Real):  # numpy scalars are numbers; tensors are not
+            raise DtypeMismatch(f"returned {describe(out)}, expected a number (a float)")
         assert_close(float(out), expected, rtol=1e-3, atol=0.0, what="threshold")
         if float(out) > expected + 1e-5 * abs(expected):  # a threshold x must have a finite exp(x)
             raise AssertionError(f"threshold: {float(out):.6g} is above ln(finfo.max) = {expected:.6g}, "
@@ -384,4 +386,6 @@ def overflow_threshold() -> Checker:
         _threshold_probe(f16, "the threshold of", "the answer depends on the dtype argument: use torch.finfo(dtype) of "
                          "the dtype you are given (float16 overflows far sooner than float32)"),
     ]
-    return Checker("overflow_threshold", cases, ref.overflow_threshold, probes, compare=within_a_thousandth)
+    return Checker("overflow_threshold", cases, ref.overflow_threshold, probes, compare=within_a_thousandth,
+                   dtype_hint="return a number, math.log(torch.finfo(dtype).max), not a tensor: .item() gives a "
+                              "tensor's number (a numpy scalar is a number too)")

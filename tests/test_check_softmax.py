@@ -399,3 +399,11 @@ def test_the_threshold_is_a_number_numpy_scalars_included_never_a_tensor(wrap, a
         with pytest.raises(CheckFailed) as err:
             check.overflow_threshold(fn)
         assert "expected a number" in str(err.value) and err.value.hint.startswith("return a number")
+
+
+def test_merge_states_takes_an_online_state_or_a_plain_pair_in_the_order_m_then_d(capsys):
+    """Issue 20, item 6: the spec says "the merged (m, d)"; either tuple type, never (d, m)."""
+    check.merge_states(lambda a, b: tuple(S.merge_states(a, b)))
+    assert capsys.readouterr().out.startswith("✔ merge_states")
+    with pytest.raises(CheckFailed):
+        check.merge_states(lambda a, b: tuple(S.merge_states(a, b))[::-1])

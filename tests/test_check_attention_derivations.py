@@ -2,11 +2,13 @@
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from labkit import check, hbm
 from labkit.check.attention_derivations import count_with
+from labkit.check.core import CheckFailed
 from labkit.derivatives import softmax_jacobian
 
 from hints import assert_rejected_with_hint
@@ -78,11 +80,10 @@ HBM_WRONG = {
 def test_the_references_pass(capsys):
     check.flash_hbm_accesses(hbm.flash_hbm_accesses)
     check.flash_hbm_accesses(hbm.flash_hbm_accesses_closed_form)
-    check.flash_hbm_accesses(lambda N, d, M: float(hbm.flash_hbm_accesses(N, d, M)))  # an integral float is fine
     check.softmax_jacobian(softmax_jacobian)
     check.softmax_jacobian(lambda p: torch.autograd.functional.jacobian(
         lambda s: torch.softmax(s, -1), torch.log(p)) if p.dim() == 1 else softmax_jacobian(p))
-    assert capsys.readouterr().out.count("✔") == 5
+    assert capsys.readouterr().out.count("✔") == 4  # an integral float is refused: the spec says an int (below)
 
 
 @pytest.mark.parametrize("hint,wrong", [(h.strip(), w) for h, w in HBM_WRONG.items()], ids=list(HBM_WRONG))
@@ -138,3 +139,18 @@ def test_the_jacobian_matches_autograd_and_its_rows_sum_to_zero():
 def test_checker_docstrings_list_their_properties():
     for name in ("flash_hbm_accesses", "softmax_jacobian"):
         assert "Properties:" in getattr(check, name).__doc__
+
+
+@pytest.mark.parametrize("wrap, accepted", [(int, True), (np.int64, True), (float, False),
+                                             (lambda v: torch.tensor(v), False)])
+def test_the_hbm_count_is_an_int_numpy_integers_included(wrap, accepted, capsys):
+    """Issue 20, item 6: the spec says an int. The right value as a float or a tensor is refused by its type."""
+    from labkit import hbm
+    fn = lambda N, d, M: wrap(hbm.flash_hbm_accesses(N, d, M))  # noqa: E731
+    if accepted:
+        check.flash_hbm_accesses(fn)
+        assert capsys.readouterr().out.startswith("✔ flash_hbm_accesses")
+    else:
+        with pytest.raises(CheckFailed) as err:
+            check.flash_hbm_accesses(fn)
+        assert "the right value" in str(err.value) and err.value.hint.startswith("return the count as an int")

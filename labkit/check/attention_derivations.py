@@ -8,13 +8,13 @@ usual mistakes by the number or the matrix they produce.
 from __future__ import annotations
 
 import math
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 import torch
 
 from labkit import hbm
-from labkit.check.core import Case, Checker, Probe, checker, rng_seed
+from labkit.check.core import Case, Checker, DtypeMismatch, Probe, checker, describe, rng_seed
 from labkit.derivatives import softmax_jacobian as jacobian_reference
 
 # ------------------------------------------------------------------ flash_hbm_accesses
@@ -32,11 +32,14 @@ def _as_number(out) -> float:
 
 
 def _exact_count(out, expected: int) -> None:
+    """The value first (the probes name wrong counts), then the type: an int (a numpy integer is one)."""
     value = _as_number(out)
     if value != expected:
         shown = f"{value:,.0f}" if value == int(value) else f"{value:,.3f}"
         raise AssertionError(f"count: got {shown}, expected {expected:,} "
                              f"(off by {value - expected:+,.0f}, a factor {value / expected:.4g})")
+    if isinstance(out, (bool, np.bool_)) or not isinstance(out, Integral):
+        raise DtypeMismatch(f"count: the right value, {expected:,}, but returned as {describe(out)}, not an int")
 
 
 def count_with(N: int, d: int, M: int, *, init: bool = True, kv: int = 2, o_passes: int = 2,
@@ -187,7 +190,9 @@ def flash_hbm_accesses() -> Checker:
               "a number of element accesses is a whole number: use math.ceil for the tile counts and "
               "integer arithmetic", _not_integral),
     ]
-    return Checker("flash_hbm_accesses", cases, hbm.flash_hbm_accesses, probes, compare=_exact_count)
+    return Checker("flash_hbm_accesses", cases, hbm.flash_hbm_accesses, probes, compare=_exact_count,
+                   dtype_hint="return the count as an int: math.ceil gives ints, and int(...) converts a float or "
+                              "a tensor (a numpy integer is an int too)")
 
 
 # -------------------------------------------------------------------- softmax_jacobian

@@ -8,13 +8,13 @@ usual mistakes by the number or the matrix they produce.
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 import torch
 
 from labkit import hbm
-from labkit.check.core import Case, Checker, DtypeMismatch, Probe, checker, describe, rng_seed
+from labkit.check.core import Case, Checker, DtypeMismatch, Probe, checker, describe, is_number, rng_seed
 from labkit.derivatives import softmax_jacobian as jacobian_reference
 
 # ------------------------------------------------------------------ flash_hbm_accesses
@@ -38,7 +38,7 @@ def _exact_count(out, expected: int) -> None:
         shown = f"{value:,.0f}" if value == int(value) else f"{value:,.3f}"
         raise AssertionError(f"count: got {shown}, expected {expected:,} "
                              f"(off by {value - expected:+,.0f}, a factor {value / expected:.4g})")
-    if isinstance(out, (bool, np.bool_)) or not isinstance(out, Integral):
+    if not is_number(out, integer=True):
         raise DtypeMismatch(f"count: the right value, {expected:,}, but returned as {describe(out)}, not an int")
 
 

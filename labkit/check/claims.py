@@ -61,7 +61,7 @@ CLAIMS: dict[str, Claim] = {
     "04.memory_slope": Claim(
         "The points follow slope 2 on log-log axes, about twice the scores matrix",
         lambda slope, ratios: _between("slope", slope, 1.85, 2.15) or
-        next((_between("measured / scores", r, 1.8, 2.3) for r in ratios if _between("", r, 1.8, 2.3)), "")),
+        next(filter(None, (_between("measured / scores", r, 1.8, 2.3) for r in ratios)), "")),
     "08.reuse": Claim(
         "The reuse ratio is above the flop ratio: the 50 solves run as one level-3 triangular solve, and each "
         "elimination call has its own overhead",

@@ -10,6 +10,7 @@ Introduced in notebook 00.
 """
 from __future__ import annotations
 
+import numbers
 import os
 import sys
 import traceback
@@ -181,15 +182,22 @@ def _same(x: Any, y: Any) -> bool:
     return True
 
 
+def causes(err: BaseException | None, depth: int = 10):
+    """``err`` and the exceptions it was raised from or during, innermost last (at most ``depth``): what a
+    kernel compiler or Triton's interpreter wrapped."""
+    while err is not None and depth > 0:
+        yield err
+        err, depth = err.__cause__ or err.__context__, depth - 1
+
+
 def is_not_implemented(err: BaseException) -> bool:
     """True for NotImplementedError, also when a kernel compiler wrapped it."""
-    seen = 0
-    while err is not None and seen < 10:
-        if isinstance(err, NotImplementedError) or "NotImplementedError" in str(err):
-            return True
-        err = err.__cause__ or err.__context__
-        seen += 1
-    return False
+    return any(isinstance(e, NotImplementedError) or "NotImplementedError" in str(e) for e in causes(err))
+
+
+def is_number(value: Any, integer: bool = False) -> bool:
+    """A real number (an int when ``integer``): Python's or a numpy scalar; not a bool, a tensor or an array."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral if integer else numbers.Real)
 
 
 _LIBRARY_DIRS = tuple({os.path.dirname(os.path.dirname(os.path.abspath(__file__))),  # labkit/
@@ -411,11 +419,9 @@ def on_course_device(fn: Callable) -> Callable:
             try:
                 out = fn(*map(to, args), **{k: to(v) for k, v in kwargs.items()})
             except Exception as err:  # the interpreter wraps the guard's error in its own
-                cause, seen = err, 0
-                while cause is not None and seen < 10:
-                    if isinstance(cause, KernelMemoryError):
-                        raise KernelMemoryError(str(cause)) from None
-                    cause, seen = cause.__cause__ or cause.__context__, seen + 1
+                fault = next((e for e in causes(err) if isinstance(e, KernelMemoryError)), None)
+                if fault is not None:
+                    raise KernelMemoryError(str(fault)) from None
                 raise
         back = lambda t: t.cpu() if isinstance(t, torch.Tensor) else t  # noqa: E731
         return type(out)(map(back, out)) if isinstance(out, tuple) else back(out)

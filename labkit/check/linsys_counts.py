@@ -9,10 +9,8 @@ substitution added). Introduced in notebook 08.
 """
 from __future__ import annotations
 
-import numbers
-
 from labkit import elimination
-from labkit.check.core import Case, Checker, Probe, checker
+from labkit.check.core import Case, Checker, Probe, checker, is_number
 
 
 def _steps(n: int, per_step) -> int:
@@ -54,14 +52,10 @@ _HINTS = {
 }
 
 
-def _is_count(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def _compare(out, expected) -> None:
-    if not _is_count(out):
+    if not is_number(out):
         raise AssertionError(f"returned {type(out).__name__} {out!r}, expected a number (an int)")
-    if not isinstance(out, numbers.Integral):
+    if not is_number(out, integer=True):
         raise AssertionError(f"returned {type(out).__name__} {out!r}, expected an int")
     if out != expected:
         raise AssertionError(f"returned {out!r}, expected {expected}")
@@ -72,7 +66,7 @@ def _gives(mistake: str):
     def violated(outcome, probe):
         n = probe.args[0]
         bad, got = MISTAKES[mistake](n), outcome.value
-        if outcome.error or not _is_count(got) or got == _right(n):
+        if outcome.error or not is_number(got) or got == _right(n):
             return ""
         close = abs(got - bad) < 1 if mistake == "leading" else got == bad
         return f"elimination_flops({n}) = {got!r}" if close else ""
@@ -89,14 +83,14 @@ _NOT_INT = ("return an int: / gives a float even when the division is exact; use
 def _off_by_rounding(o, p):
     """The count misses the exact one by less than 3 (what per-term flooring or rounding does)."""
     n, got = p.args[0], o.value
-    if o.error or not _is_count(got) or got == _right(n):
+    if o.error or not is_number(got) or got == _right(n):
         return ""
     return abs(got - _right(n)) < 3 and f"elimination_flops({n}) = {got!r}, off by {got - _right(n):+g}"
 
 
 def _not_an_int(o, p):
     got = o.value
-    return not o.error and _is_count(got) and not isinstance(got, numbers.Integral) and \
+    return not o.error and is_number(got) and not is_number(got, integer=True) and \
         f"returned {type(got).__name__} {got!r}"
 
 
@@ -119,7 +113,7 @@ def elimination_flops() -> Checker:
         Case("n = 100", (100,), hint=exact),
     ]
     def not_a_number(o, p):
-        return not o.error and not _is_count(o.value) and f"returned {type(o.value).__name__}"
+        return not o.error and not is_number(o.value) and f"returned {type(o.value).__name__}"
     probes = [Probe("n = 10, a number", (10,), {}, "return the count as a number (an int), not text or an "
                     "array", not_a_number)]
     probes += [Probe(f"n = 10, {name.replace('_', ' ')}", (10,), {}, _HINTS[name], _gives(name))

@@ -4,10 +4,11 @@ On a CPU, Triton's interpreter dereferences a kernel's pointers as they are. An 
 past a tensor's end writes into the Python process's own heap: the Jupyter kernel dies
 ("free(): invalid next size") or computes on with corrupted memory, and an unmasked load reads
 whatever lies there, a different value each run. With the guard installed, each access's active
-lanes are checked first against the storages of the launch's tensor arguments, and a lane outside
-all of them raises ``KernelMemoryError`` before any byte moves: it names the kernel, the program,
-the line, how many lanes, and the nearest argument. ``labkit.device`` installs it whenever kernels
-are interpreted (notebook 02).
+lanes are checked first: all must lie inside one of the launch's tensor arguments (its own extent,
+not its storage; a block of pointers derives from one base). Otherwise ``KernelMemoryError`` is
+raised before any byte moves: it names the kernel, the program, the line, how many lanes, the
+element and the argument meant, and what was seen, which selects the hint. ``labkit.device``
+installs it whenever kernels are interpreted (notebook 02).
 
 On a GPU the compiled kernel cannot be watched like this; there the checkers run a kernel twice
 on memory filled with NaN (``fresh_memory_is_nan``) and name results that change between runs.
@@ -37,10 +38,8 @@ HINTS = {
         "N, not BLOCK; < not <=; `other` neutral for what follows: -inf before a max, 0 before a sum), " + _PAST,
     ("atomic", "every lane active"): "every lane of the atomic operation was active and some point past the "
         "tensor's end: mask it, " + _PAST,
-    ("store", "past its mask"): "the store's mask lets lanes past the tensor's end through: compare the offsets "
-        "with the length they run along (n_cols or N, not BLOCK; < not <=), " + _PAST,
-    ("load", "past its mask"): "the load's mask lets lanes past the tensor's end through: compare the offsets "
-        "with the length they run along (n_cols or N, not BLOCK; < not <=), " + _PAST,
+    **{(op, "past its mask"): f"the {op}'s mask lets lanes past the tensor's end through: compare the offsets "
+       "with the length they run along (n_cols or N, not BLOCK; < not <=), " + _PAST for op in ("store", "load")},
     ("atomic", "past its mask"): "the atomic operation's mask lets lanes past the tensor's end through, " + _PAST,
     **{(op, "whole block past the end"): "no lane of this block lies inside the tensor, so a mask is not the fix: "
        "the base offset is wrong (the batch and head offsets, off_b * stride_b + off_h * stride_h, or a stride), "
@@ -74,9 +73,7 @@ def _tensors(value, name: str):
     elif isinstance(value, (tuple, list)):
         for i, v in enumerate(value):
             yield from _tensors(v, f"{name}[{i}]")
-    elif hasattr(value, "base") and isinstance(getattr(value, "base"), torch.Tensor):  # a TensorDescriptor
-        yield name, value.base
-    elif hasattr(value, "base") and hasattr(value.base, "data_ptr"):  # a TensorWrapper (reinterpreted dtype)
+    elif hasattr(getattr(value, "base", None), "data_ptr"):  # a TensorDescriptor, or a TensorWrapper (a dtype view)
         yield name, value.base
 
 

@@ -11,6 +11,7 @@ import torch
 import labkit  # noqa: F401  (turns on the Triton interpreter without CUDA)
 from labkit import check, device
 from labkit.check.core import Case, Checker, CheckFailed, Probe
+from labkit.check import kernel_runs
 from labkit.check.tolerance import assert_close
 
 # ------------------------------------------------------------------ assert_close
@@ -156,19 +157,18 @@ def test_checker_demands_a_function():
 
 
 def test_on_course_device_moves_arguments_there_and_results_back(monkeypatch):
-    from labkit.check import core
     seen = []
 
     def kernel_wrapper(x, scale=None):
         seen.append((x.device.type, scale.device.type))
         return x * scale, x
     monkeypatch.setattr(device, "DEVICE", torch.device("meta"))  # stands in for "cuda"
-    moved = core.on_course_device(kernel_wrapper)
+    moved = kernel_runs.on_course_device(kernel_wrapper)
     with pytest.raises(NotImplementedError):  # meta tensors cannot come back: proves they went
         moved(torch.ones(2), scale=torch.ones(2))
     assert seen == [("meta", "meta")]
     monkeypatch.setattr(device, "DEVICE", torch.device("cpu"))
-    out = core.on_course_device(kernel_wrapper)(torch.ones(2), scale=torch.full((2,), 3.0))
+    out = kernel_runs.on_course_device(kernel_wrapper)(torch.ones(2), scale=torch.full((2,), 3.0))
     assert isinstance(out, tuple) and out[0].tolist() == [3.0, 3.0]
     with pytest.raises(TypeError, match=r"check.softmax_triton\(softmax_triton\)"):
         check.softmax_triton(42)  # not a function: said before anything moves to the device
@@ -179,13 +179,12 @@ def test_on_course_device_switches_off_the_interpreters_numpy_warnings():
     are errors (python -W error), become the student's exception instead of the checker's verdict."""
     import warnings
 
-    from labkit.check import core
 
     def overflowing_kernel(x):
         return torch.from_numpy(np.exp(x.numpy() * np.float32(1000)))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        out = core.on_course_device(overflowing_kernel)(torch.ones(2))
+        out = kernel_runs.on_course_device(overflowing_kernel)(torch.ones(2))
         with pytest.raises(RuntimeWarning, match="overflow"):
             overflowing_kernel(torch.ones(2))
     assert torch.isinf(out).all()

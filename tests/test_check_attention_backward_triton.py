@@ -11,7 +11,8 @@ import torch
 import labkit  # noqa: F401  (device switch first)
 from labkit import check, device
 from labkit.check.attention_backward_triton import GIVEN_DQ, flash_attention_backward_triton as checker
-from labkit.check.core import evaluate, on_course_device
+from labkit.check.core import evaluate
+from labkit.check.kernel_runs import on_course_device
 from hints import assert_rejected_with_hint
 
 triton_only = pytest.mark.skipif(not device.HAS_TRITON, reason=device.TRITON_MISSING)

@@ -102,7 +102,7 @@ WRONG_LU = [
     (lambda A, block: blocked(A, block, plus=True), "sign of the trailing update"),
     (lambda A, block: blocked(A, block, schur_first=True), "not L_21 A_12"),
     (lambda A, block: blocked(A, block, rank1_whole_rows=True), "subtracted twice"),
-    (lambda A, block: blocked(A, block, piv_offset=True), "absolute row index"),
+    (lambda A, block: blocked(A, block, piv_offset=True), "the absolute row"),
 ]
 
 

@@ -363,7 +363,7 @@ def test_softmax_triton_names_kernel_bugs(bug, hint):
 
 @triton_only
 @pytest.mark.parametrize("bug,hint", [
-    ("other=0", "masked lanes must load as -inf"),
+    ("other=0", "masked lanes padded with 0"),
     ("no rescale", "l_i not rescaled"),
     ("stale max", "the second loop must normalise every block with the final"),
 ])

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from labkit import device
-from labkit.check.core import on_course_device
+from labkit.check.kernel_runs import on_course_device
 from labkit.kernels.guard import HINTS, KernelMemoryError, fresh_memory_is_nan, memory_fault
 
 pytestmark = pytest.mark.skipif(not (device.HAS_TRITON and device.INTERPRET), reason="the guard watches the interpreter")

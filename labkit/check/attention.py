@@ -11,6 +11,7 @@ import math
 import torch
 
 from labkit import attention as ref
+from labkit.check.evidence import overflow, property_only, raises_like, reads
 from labkit.check.core import Case, Checker, Probe, checker, rng_seed
 
 # ------------------------------------------------------------ inputs (public: the backward checkers use them)
@@ -147,15 +148,27 @@ def _softmax_over_queries(o, p):
         f"{rows_not_one(P)}; each key's weights over the queries sum to 1"
 
 
+@property_only
 def _rows_do_not_sum_to_one(o, p):
     return rows_not_one(weights(o, p))
 
 
 def not_q_kt(o, p):
+    """The weights are a softmax of c · q k' for k' = k reshaped to (D, N) (or k itself when N = D), not kᵀ."""
     P = weights(o, p)
     if rows_not_one(P) or fit_scale(P, raw_scores(p)) is not None:
         return False
-    return "the weights are no softmax of c · q kᵀ for any c"
+    q, k = (x.double()[0, 0] for x in p.args[:2])
+    n, D = k.shape
+    twins = {"k reshaped to (D, N)": q @ k.reshape(D, n)}
+    if n == D:
+        twins["k itself"] = q @ k
+    bk = p.kwargs.get("block_k")
+    if bk:  # each key tile reshaped, (block_k, D) to (D, block_k)
+        twins["each key tile reshaped to (D, block_k)"] = torch.cat(
+            [q @ k[j:j + bk].reshape(D, -1) for j in range(0, n, bk)], -1)
+    fits = [name for name, G in twins.items() if fit_scale(P, G) is not None]
+    return bool(fits) and f"the weights are a softmax of c · q k' with k' = {fits[0]}"
 
 
 def scale_ratio(ratio: float, label: str):
@@ -182,9 +195,11 @@ def scale_wrong(o, p):
         f"your weights are softmax({c:.4g} · q kᵀ), the scale is {right:.4g}"
 
 
-def _shape_error(o, p):
-    """The function raised on a q kᵀ product whose operands do not fit (N_q, N_kv and D all differ)."""
-    return any(w in o.error for w in ("shape", "size", "dimension")) and f"your function raised {o.error[:120]}"
+def _k_untransposed(q, k, v, causal=False, scale=None, block_q=None, block_k=None):
+    """The twin of a k not transposed: the product q k (of the first tiles, when tiled) raises on N_kv != D."""
+    if block_q:
+        return q[:, :, :block_q] @ k[:, :, :block_k]
+    return q @ k
 
 
 def attends(o, p) -> torch.Tensor:
@@ -226,6 +241,7 @@ def probe_blocks(p) -> tuple[int, int] | None:
 
 def _support_is(rule: str, blocks=probe_blocks):
     """Violated when the keys attended to follow ``rule`` (within the key tiles a causal loop visits, if tiled)."""
+    @reads("nan")
     def violated(o, p):
         seen, P = attends(o, p), weights(o, p)
         n = seen.shape[0]
@@ -237,6 +253,7 @@ def _support_is(rule: str, blocks=probe_blocks):
     return violated
 
 
+@reads("nan")
 def _future_keys_kept(o, p):
     """Every key counts, but not as without a mask: the masked scores were set to a finite value."""
     seen, P = attends(o, p), weights(o, p)
@@ -244,6 +261,7 @@ def _future_keys_kept(o, p):
         first_difference(seen, causal_pattern(seen.shape[0], "j <= i"))
 
 
+@reads("nan")
 def _mask_ignored(o, p):
     P = weights(o, p)
     return close(P, reference_weights(p, causal=False)) and \
@@ -255,11 +273,13 @@ def _wrong_keys(o, p):
     return first_difference(seen, causal_pattern(seen.shape[0], "j <= i"), weights(o, p))
 
 
+@reads("nan")
 def _masked_after_softmax(o, p):
     seen, P = attends(o, p), weights(o, p)
     return bool((seen == causal_pattern(seen.shape[0], "j <= i")).all()) and rows_not_one(P)
 
 
+@overflow
 def nonfinite(o, p):
     out = output_of(o)
     return not torch.isfinite(out).all() and f"o holds {shown(out[~torch.isfinite(out)])}"
@@ -270,11 +290,12 @@ def nonfinite(o, p):
 K_T = ("the scores are q kᵀ: transpose k's last two dims (k.transpose(-2, -1)); a reshape or view of "
        "k to (D, N) has the right shape but reorders the entries")
 NO_SCALE = "the scores must be scaled by 1/sqrt(D) (D = q.shape[-1]) before the softmax; yours are not scaled"
-SCALE_D = "the default scale is 1/sqrt(D), not 1/D"
+SCALE_D = ("the scores were scaled by 1/D where the default is 1/sqrt(D): either the default was written 1/D, "
+           "or 1/sqrt(D) was applied twice (to q or k and again to the scores)")
 SCALE_IGNORED = "use the `scale` argument when it is given; 1/sqrt(D) is only the default (scale=None)"
 SCALE = "scale the scores by `scale` (1/sqrt(D) when scale=None) before the softmax"
 AXIS = "softmax over the keys (the last dim, dim=-1), so that each query's weights sum to 1, not over the queries"
-ROWS = "each query's weights over the keys must sum to 1 (a softmax over the last dim)"
+ROWS = "each query's weights over the keys must sum to 1"
 DIAG = "causal mask off by one: query i must see key i itself (mask only j > i, e.g. triu(diagonal=1))"
 LATE = "causal mask off by one: query i must not see key i + 1 (mask every j > i)"
 FLIPPED = "causal mask flipped: hide the future keys j > i (upper triangle), not the past ones"
@@ -302,7 +323,7 @@ def input_probes(n_q: int, n_kv: int, D: int, seed: int, **tiles) -> list[Probe]
         probe(SCALE_IGNORED, _scale_unused, scale=0.9),
         probe(SCALE, scale_wrong),
         probe(SCALE, scale_wrong, scale=0.9),
-        probe(K_T, _shape_error),
+        probe(K_T, raises_like(_k_untransposed, "your function raised what q k (k not transposed) raises here")),
     ]
 
 

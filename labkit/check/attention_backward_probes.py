@@ -13,6 +13,7 @@ import math
 import torch
 
 from labkit.check.attention import exact_attention, qkv
+from labkit.check.evidence import reads
 from labkit.check.core import Probe, rng_seed
 
 # ------------------------------------------------------------------------------- inputs
@@ -106,8 +107,9 @@ def _zero_rows(p, rows):
 
 
 P_LSE = "rebuild P = exp(S − lse) with the saved lse of the whole row (lse_i = log Σ_j exp(S_ij))"
-TILES = ("every tile must reach the gradients: loop with range(0, N, block) and slice [i:i + block], so "
-          "the last, shorter tile is included")
+TILES = ("some queries or keys never reach the gradients; each tile must be visited once and use its own rows: "
+         "the loop runs to N (range(0, N, block), the last, shorter tile included), each step takes its own "
+         "tile ([i:i + block]; in a kernel offs = start + tl.arange(0, BLOCK)), and no mask drops a row inside N")
 
 
 def p_probes(tiles: dict, key_blocks: tuple, *, n_kv: int, n_q_acc: int, student_dq: bool) -> list[Probe]:
@@ -147,9 +149,8 @@ def p_probes(tiles: dict, key_blocks: tuple, *, n_kv: int, n_q_acc: int, student
         keys = _zero_rows(p.T, range(p.shape[1]))
         return keys and f"keys {_span(keys)} get no gradient"
 
+    @reads("shape")
     def cross(out, pr):
-        if out.error:
-            return f"your function raised {out.error}"
         shapes = [(n, tuple(g.shape), tuple(x.shape)) for n, g, x in zip(("dq", "dk", "dv"), out.value, pr.args[1:4])]
         wrong = [f"{n} has shape {g}, not {x}" for n, g, x in shapes if g != x]
         return wrong[0] if wrong else lost_keys(_seen_p(out, pr), None)
@@ -297,7 +298,9 @@ HINTS = {
     "tile softmax": f"a softmax over one key tile normalises over that tile only: {P_LSE}",
     "tile max": f"P is built from each key tile's own max: {P_LSE}, which already holds the max and the log-sum",
     "row max": f"the row max alone leaves P unnormalised: {P_LSE} (lse = max + log of the row sum)",
-    "P != exp(S - lse)": f"P is not softmax(S) (its rows must sum to 1 over the keys): {P_LSE}",
+    "P != exp(S - lse)": f"P is not softmax(S) (its rows must sum to 1 over the keys): {P_LSE}; with "
+                         "causal=True, the mask of the forward pass (global indices: key j hidden from query i when "
+                         "j > i, not tile-local ones)",
     "no mask": "causal mask missing in the backward: P must be 0 for keys j > i, so mask S with -inf "
                "before the exp in every tile that touches the diagonal (the forward saved lse of the masked row)",
     "diagonal masked": "causal mask off by one: query i sees key i itself; hide only the keys j > i",

@@ -15,7 +15,8 @@ import torch
 from labkit.check.attention import qkv
 from labkit.check.attention_backward import compare_grads, reference
 from labkit.check.attention_backward_probes import backward_args, p_probes, probe_args
-from labkit.check.core import Case, Checker, Probe, agrees, checker, on_course_device
+from labkit.check.kernel_runs import on_course_device
+from labkit.check.core import Case, Checker, Probe, agrees, checker
 from labkit.check.tolerance import assert_close
 
 

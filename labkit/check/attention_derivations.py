@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from labkit import hbm
+from labkit.check.evidence import reads
 from labkit.check.core import Case, Checker, DtypeMismatch, Probe, checker, describe, is_number, rng_seed
 from labkit.derivatives import softmax_jacobian as jacobian_reference
 
@@ -217,6 +218,7 @@ def _looks_like(make, seen: str):
     return violated
 
 
+@reads("error", "shape")
 def _batch_shape(o, p):
     x = p.args[0]
     want = tuple(x.shape) + (x.shape[-1],)
@@ -249,6 +251,9 @@ def softmax_jacobian() -> Checker:
              hint="leading dims are a batch: one (N, N) Jacobian per vector"),
         Case("float32 p", (_probabilities(7, seed=74, dtype=torch.float32),),
              hint="a float32 p gives a float32 Jacobian"),
+        Case("float16 p", (_probabilities(6, seed=75, dtype=torch.float16),),
+             hint="a float16 p gives a float16 Jacobian: build every term in p's dtype (torch.eye(N) alone is "
+                  "float32; torch.diag_embed(p) keeps p's)"),
     ]
 
     def diag(p):

@@ -10,6 +10,7 @@ from labkit.check.attention import (AXIS, CAUSAL, attends, causal_pattern, causa
                                     first_difference, input_probes, large_scores_probe, nonfinite, one_hot_values,
                                     output_of, qkv, reached, rising, rows_not_one, shown, spread, tiers, weights,
                                     weights_probe)
+from labkit.check.evidence import reads
 from labkit.check.core import Case, Checker, Probe, checker
 
 # ------------------------------------------------ observations on tiles (one-hot values)
@@ -118,12 +119,16 @@ def factor_rule(rule: str, blocks=_blocks):
             "acc": finite and bool(((L - (M - run)).abs() < 1e-3).all()),
             "tile max": finite and bool((((rel - ((run - own) - (run - own)[:, -1:])).abs()) < 1e-3).all()),
             "both": finite and bool(((rel - (M - run)).abs() < 1e-3).all()),
-            "any": True,
+            "first tile only": not finite and bool(torch.isfinite(L[:, 0]).all()) and
+            bool(torch.isinf(L[:, 1:]).all()),
+            "any": finite,
         }[rule]
         if not hit:
             return False
         if rule in ("not divided", "per-row factor"):
             return f"rows sum to {shown(rowsum)}, with the right proportions"
+        if rule == "first tile only":
+            return f"keys {blocks(p)[1]}.. get weight 0; within the first key tile the weights are a softmax"
         return seen
     return violated
 
@@ -155,6 +160,7 @@ def tile_patterns(n: int, bq: int, bk: int) -> dict[str, torch.Tensor]:
 
 
 def tile_pattern(kind: str, blocks=_blocks):
+    @reads("nan")  # a query that attends to no key comes out NaN
     def violated(o, p):
         seen = attends(o, p)
         bq, bk = blocks(p)
@@ -184,6 +190,8 @@ TILE_MAX = ("p = exp(s - m_new) with the running max m_new = max(m_i, rowmax(s))
             "(acc and l_i are kept relative to the running max)")
 NOTHING_RESCALED = ("neither acc nor l_i is rescaled when the running max changes: multiply both by "
                     "alpha = exp(m_old - m_new)")
+FIRST_ONLY = ("only the first key tile gets any weight: every step must use its own tile, k[..., j:j + block_k, :] "
+              "from the tile's start j (not from 0), and the loop must run over all the tiles")
 RESCALE = ("the key tiles' weights are off by a factor per tile: whenever the running max grows, acc and l_i "
            "must both be multiplied by alpha = exp(m_old - m_new)")
 LSE_MAX = "lse = m_i + log(l_i): l_i was summed relative to the running max, so add m_i back"
@@ -264,6 +272,7 @@ def _flash_probes() -> list[Probe]:
         probe(ACC_NOT_RESCALED, factor_rule("acc")),
         probe(TILE_MAX, factor_rule("tile max")),
         probe(NOTHING_RESCALED, factor_rule("both")),
+        probe(FIRST_ONLY, factor_rule("first tile only")),
         probe(RESCALE, factor_rule("any")),
         *input_probes(5, 7, 8, seed=55, block_q=4, block_k=8),
         *causal_probes(11, D, seed=52, block_q=4, block_k=3)[:5],

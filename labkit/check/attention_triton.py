@@ -17,7 +17,9 @@ from labkit.check.attention import (ROWS, attends, causal_pattern, causal_probes
                                     nonfinite, not_q_kt, qkv, rising, rows_not_one, scale_ratio, scale_wrong, tiers,
                                     weights, weights_probe)
 from labkit.check.attention_tiles import factor_rule, lse_rule, tile_pattern
-from labkit.check.core import Case, Checker, DtypeMismatch, Probe, checker, clone, describe, on_course_device, rng_seed
+from labkit.check.evidence import property_only
+from labkit.check.kernel_runs import on_course_device
+from labkit.check.core import Case, Checker, DtypeMismatch, Probe, checker, clone, describe, rng_seed
 from labkit.check.tolerance import assert_close
 from labkit.kernels.flash_forward import LOG2E
 
@@ -112,6 +114,8 @@ TILE_MAX = ("p = tl.exp2(s - m_new[:, None]) with the running max m_new = tl.max
             "the tile's own max")
 NOTHING_RESCALED = ("neither acc nor l_i is rescaled when the running max changes: multiply both by "
                     "alpha = tl.exp2(m_i - m_new)")
+FIRST_ONLY = ("only the first key tile gets any weight: each step must load its own tile, offs_n = start_n + "
+              "tl.arange(0, BLOCK_N), and the loop must run over all the tiles up to n_kv")
 RESCALE = ("the key tiles' weights are off by a factor per tile: when the running max grows, acc and l_i must "
            "both be multiplied by alpha = tl.exp2(m_i - m_new), base 2 like p (the scores are in log2 units)")
 OVERFLOW = "exp2 overflows on large scores: subtract the running max in the exponent, p = tl.exp2(s - m_new[:, None])"
@@ -142,7 +146,7 @@ def _probes() -> list[Probe]:
     return [
         padded(PADDED, _padded_keys_count),
         tiled(NOT_DIVIDED, "not divided"),
-        padded(ROWS, lambda o, p: rows_not_one(weights(o, p))),
+        padded(ROWS, property_only(lambda o, p: rows_not_one(weights(o, p)))),
         padded(K_T, not_q_kt),
         padded(NATURAL_EXP, scale_ratio(LOG2E, "the scale is")),
         padded(LOG2E_LOST, scale_ratio(math.log(2), "the scale is")),
@@ -155,6 +159,7 @@ def _probes() -> list[Probe]:
         tiled(ACC_NOT_RESCALED, "acc"),
         tiled(TILE_MAX, "tile max"),
         tiled(NOTHING_RESCALED, "both"),
+        tiled(FIRST_ONLY, "first tile only"),
         tiled(RESCALE, "any"),
         causal(CAUSAL, lambda o, p: first_difference(attends(o, p), causal_pattern(40, "j <= i"),
                                                      weights(o, p))),
@@ -181,7 +186,8 @@ def flash_attention_forward_triton() -> Checker:
         "flash_attention_forward_triton",
         cases=[
             Case("B=1, H=2, N=17, D=16", qkv(1, 2, 17, 17, 16, seed=61),
-                 hint="N=17 is no multiple of a block: the keys past N_kv must get no weight"),
+                 hint="o = softmax(scale · q kᵀ) v over the N_kv = 17 keys, in the input's dtype, and lse = the "
+                      "logsumexp of each query's scaled scores"),
             Case("one query and one key: N=1, D=16", qkv(1, 1, 1, 1, 16, seed=62)),
             Case("B=2, H=1, N=40, D=32", qkv(2, 1, 40, 40, 32, seed=63)),
             Case("scores rising along the keys: N=40, D=16 (the max changes in every key tile)",

@@ -20,6 +20,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from labkit.check import evidence
+from labkit.check.evidence import RAISED, can_read, nan_seen
 from labkit.check.tolerance import assert_close
 from labkit.kernels.guard import memory_fault
 
@@ -127,7 +129,11 @@ class Probe:
     """An input that isolates one property, and the test that says the student's function violates it.
 
     ``violated(outcome, probe)`` returns a non-empty observation (or True) when the property fails
-    on this input; ``hint`` then names the mistake. Probes are examined in order.
+    on this input; ``hint`` then names the mistake. Isolating probes are examined in order, then
+    (``isolates=False``) the property probes, whose hint states a property and no cause. A probe sees an
+    exception or a NaN output only when its ``violated`` is marked to (labkit.check.evidence). A probe
+    with a ``control`` speaks only when the function is right on the control (the same input without the
+    feature the probe tests: small values for an overflow probe), so its mistake is the feature's.
     """
 
     label: str
@@ -135,6 +141,12 @@ class Probe:
     kwargs: dict
     hint: str
     violated: Callable[["Outcome", "Probe"], Any]
+    isolates: bool = True
+    control: tuple | None = None  # arguments on which the function must be right for this probe to speak
+
+    def __post_init__(self) -> None:
+        if self.control is None and hasattr(self.violated, "control"):  # evidence.overflow
+            self.control = self.violated.control(self.args)
 
 
 @dataclass
@@ -273,8 +285,13 @@ class Checker:
     dtype_hint: str = DTYPE_HINT
 
     def inputs(self) -> list[tuple[tuple, dict]]:
-        """Every input the student's function is run on: the cases, then the probes."""
-        return [(c.args, c.kwargs) for c in self.cases] + [(p.args, p.kwargs) for p in self.probes]
+        """Every input the student's function is run on: the cases, the probes, then the probes' controls."""
+        return [(c.args, c.kwargs) for c in self.cases] + [(p.args, p.kwargs) for p in self.probes] + \
+            [(p.control, p.kwargs) for p in self.probes if p.control is not None]
+
+    def _control_index(self, j: int) -> int:
+        """The index in inputs() of probe j's control."""
+        return len(self.cases) + len(self.probes) + sum(p.control is not None for p in self.probes[:j])
 
     def first_of_each(self) -> list[int]:
         """For input i, the first input with the very same argument objects: each is evaluated once."""
@@ -321,13 +338,12 @@ class Checker:
             if fault:  # a kernel's stray access, refused before it happened (labkit.kernels.guard)
                 return Verdict("failed", "\n".join(head + [f"  {fault[0]}"]), fault[1],
                                raised=got.error)
-            if got.error:
+            if got.error:  # names no mistake by itself: only a probe's own evidence does
                 raised = [f"  your function raised {got.error}"]
                 if got.frames:
                     raised += ["  " + line for line in got.frames.split("\n")]
-                hint = self.diagnose(outcome) or case.hint or \
-                    "run your function on these inputs to see where it breaks"
-                return Verdict("failed", "\n".join(head + raised), hint, raised=got.error)
+                return Verdict("failed", "\n".join(head + raised), self.diagnose(outcome) or RAISED,
+                               raised=got.error)
             if got.modified:
                 return Verdict("failed", "\n".join(head + ["  your function modified its input in place"]),
                                "work on a copy (x.clone(), A.copy()): the caller's arrays must not change in place")
@@ -336,17 +352,42 @@ class Checker:
             except DtypeMismatch as err:  # the dtype is judged first, and names itself
                 return Verdict("failed", "\n".join(head + [f"  {err}"]), self.dtype_hint)
             except AssertionError as err:
-                hint = self.diagnose(outcome) or case.hint or \
-                    "no single mistake identified; compare your code with the definition above"
+                # a later case's hint is evidence (the cases before it passed); the first case's only states the rule
+                hint = self.diagnose(outcome, nan_seen(got.value, str(err)), case.hint if i else "") or \
+                    case.hint or "no single mistake identified; compare your code with the definition above"
                 return Verdict("failed", "\n".join(head + [f"  {err}"]), hint)
         return Verdict("passed", PASS.format(name=self.name, n=n))
 
-    def diagnose(self, outcome: Callable[[int], Outcome]) -> str:
-        """The hint of the first probe whose property the student's function violates ('' if none)."""
+    def diagnose(self, outcome: Callable[[int], Outcome], nan: str = "", case_hint: str = "") -> str:
+        """The hint of the first isolating probe whose property the student's function violates; else the failed
+        case's own ``case_hint``; else its NaN observation ``nan``; else the first violated property probe."""
+        return self._first_violated(outcome, isolates=True) or case_hint or nan or \
+            self._first_violated(outcome, isolates=False)
+
+    def _right_on(self, got: Outcome, probe: Probe) -> bool:
+        """Whether the function was right on the probe's control."""
+        try:
+            expected = self.reference(*clone(probe.control), **clone(probe.kwargs))
+        except Exception:  # noqa: BLE001
+            return False
+        return got.ok and agrees(got.value, expected, self.compare)
+
+    def _reference(self, probe: Probe) -> Any:
+        """labkit's result on a probe's input (None when the reference raises there)."""
+        try:
+            return self.reference(*clone(probe.args), **clone(probe.kwargs))
+        except Exception:  # noqa: BLE001 - a probe may be an input the reference refuses
+            return None
+
+    def _first_violated(self, outcome: Callable[[int], Outcome], isolates: bool) -> str:
         first = len(self.cases)
         for j, probe in enumerate(self.probes):
+            if evidence.isolates(probe) != isolates:
+                continue
             got = outcome(first + j)
-            if got.not_implemented:
+            if got.not_implemented or not can_read(probe.violated, got, lambda: self._reference(probe)):
+                continue
+            if probe.control is not None and not self._right_on(outcome(self._control_index(j)), probe):
                 continue
             try:
                 seen = probe.violated(got, probe)
@@ -398,47 +439,3 @@ def agrees(out: Any, expected: Any, compare: Callable[[Any, Any], None] = compar
         return True
     except AssertionError:
         return False
-
-
-def on_course_device(fn: Callable) -> Callable:
-    """fn with tensor arguments moved to labkit's device and tensor results moved back to the CPU.
-
-    Triton checkers build their cases on the CPU; a compiled kernel on a GPU needs CUDA tensors.
-    Fresh memory is NaN while fn runs, so an output element the kernel never stores shows the same way
-    on every run. Interpreted, every access is bounds-checked (labkit.kernels.guard) and a stray one
-    comes back as KernelMemoryError; compiled, fn runs twice and results that differ are named.
-    numpy's floating-point warnings (exp overflowing on a probe's large inputs) are switched off:
-    the checker judges the results.
-    """
-    from labkit.device import DEVICE, INTERPRET
-    from labkit.kernels.guard import KernelMemoryError, fresh_memory_is_nan
-
-    def once(args, kwargs):
-        to = lambda t: t.to(DEVICE) if isinstance(t, torch.Tensor) else t  # noqa: E731
-        with np.errstate(all="ignore"), fresh_memory_is_nan():
-            try:
-                out = fn(*map(to, args), **{k: to(v) for k, v in kwargs.items()})
-            except Exception as err:  # the interpreter wraps the guard's error in its own
-                fault = next((e for e in causes(err) if isinstance(e, KernelMemoryError)), None)
-                if fault is not None:
-                    raise KernelMemoryError(str(fault)) from None
-                raise
-        back = lambda t: t.cpu() if isinstance(t, torch.Tensor) else t  # noqa: E731
-        return type(out)(map(back, out)) if isinstance(out, tuple) else back(out)
-
-    def moved(*args, **kwargs):
-        out = once(args, kwargs)
-        if not INTERPRET and not _same_bits(out, once(args, kwargs)):
-            raise KernelMemoryError("varies: two runs on the same input gave different results")
-        return out
-    return moved
-
-
-def _same_bits(x: Any, y: Any) -> bool:
-    """Bitwise equality of two results (NaN equal to NaN), tuple by tuple."""
-    if isinstance(x, torch.Tensor):
-        return isinstance(y, torch.Tensor) and x.shape == y.shape and x.dtype == y.dtype and \
-            torch.equal(x.view(-1).view(torch.uint8), y.view(-1).view(torch.uint8))
-    if isinstance(x, (tuple, list)):
-        return isinstance(y, (tuple, list)) and len(x) == len(y) and all(map(_same_bits, x, y))
-    return True

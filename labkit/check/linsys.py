@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 
 from labkit import elimination
+from labkit.check.evidence import property_only, reads
 from labkit.check.core import NUMPY_DTYPE_HINT, Case, Checker, DtypeMismatch, Outcome, Probe, checker, rng_seed
 from labkit.check.tolerance import assert_close
 
@@ -57,6 +58,7 @@ def show(x) -> str:
 
 def differs_from(expected):
     """violated(): the observation 'x = ..., expected ...' when the result differs from ``expected``."""
+    @reads("error", "nan")  # the input isolates the property: whatever the function does on it is evidence
     def violated(outcome, probe):
         if outcome.error:
             return f"raised {outcome.error}"
@@ -147,6 +149,15 @@ def _ge_b_not_swapped(A, b, *_):
     return np.linalg.solve(np.asarray(A, dtype=np.float64)[[1, 0]], b)
 
 
+@reads("error", "nan")
+def _row_lost(o, p):
+    """[[1, 2], [3, 4]] is solved accurately by any pivot order: a raise or a non-finite x means a zero pivot."""
+    if o.error:
+        return f"raised {o.error}"
+    x = as_vector(o)
+    return not np.isfinite(x).all() and f"x = {show(x)}"
+
+
 @checker
 def gaussian_elimination() -> Checker:
     """``fn(A, b) -> x`` by elimination with partial pivoting (notebook 08, exercise 8.2).
@@ -193,10 +204,10 @@ def gaussian_elimination() -> Checker:
               "the multiples of the pivot row must be subtracted from b too: b_i -= l_ik b_k",
               equals_formula(_ge_b_not_eliminated, "which solves U x = b with b not eliminated")),
         Probe("one swap, any pivot accurate: swap is an exchange", one_swap, {},
-              "a row swap lost a row (the result is singular or not finite): numpy rows are views, "
-              "so A[k], A[p] = A[p], A[k] copies one row over the other; use A[[k, p]] = A[[p, k]]",
-              lambda o, p: f"raised {o.error}" if o.error else
-              ("" if np.isfinite(as_vector(o)).all() else f"x = {show(as_vector(o))}")),
+              "a row was lost on a non-singular 2 x 2 whose every pivot works, so a pivot became 0 after "
+              "the swap; two mistakes do this: a swap that copies one row over the other (numpy rows are "
+              "views: A[k], A[p] = A[p], A[k]; use A[[k, p]] = A[[p, k]]), or a pivot search that also looks at "
+              "rows above k (search rows k..n-1 only)", _row_lost),
         Probe("one swap, any pivot accurate: b swapped", one_swap, {},
               "when you swap two rows of A, swap the same two entries of b",
               equals_formula(_ge_b_not_swapped, "which solves A x = b with b's rows not swapped")),
@@ -208,8 +219,9 @@ def gaussian_elimination() -> Checker:
               "largest is -1)", differs_from(np.ones(2))),
         Probe("swap needed at step 1 only", (np.array([[1.0, 0, 0], [0, 1e-20, 1], [0, 1, 1]]),
                                              np.array([1.0, 1, 2])), {},
-              "pivot searched in the wrong column: at step k look for the largest |a_ik| in column k "
-              "(rows i >= k), not in column 0; here only step 1 needs a swap", differs_from(np.ones(3))),
+              "only step 1 needs a swap here, and x is wrong: at step k search column k over the rows i >= k, "
+              "row k itself included, for the largest |a_ik|; a search in column 0, or over the rows after k only, "
+              "picks another row", differs_from(np.ones(3))),
         Probe("pivot a column search finds, a row search does not", row_search, {},
               "pivot searched along the pivot row: partial pivoting compares |a_ik| DOWN column k "
               "(rows i >= k) and swaps rows", differs_from(np.array([3.0, 1.0, 2.0]))),
@@ -241,6 +253,9 @@ def compare_lu(out, expected) -> None:
     assert_close(lu, expected[0], dtype=expected[0].dtype, what="lu")
 
 
+_SIGNED = np.array([[1.0, 2, 0], [3, 4, 1], [-5, 6, 2]])  # column 0: |.| picks row 2, signed row 1, none row 0
+
+
 def _lu_probe(test):
     """violated(): ``test(lu, piv, lu_ref, piv_ref)`` on the student's pair and labkit's."""
     def violated(outcome, probe):
@@ -269,15 +284,16 @@ def lu_factor() -> Checker:
     lu is float64, also for an integer A; A is not modified
     """
     r = _rng(6)
-    pivots = "piv[k] is the row p >= k with the largest |a_pk| at step k, swapped with row k"
-    factors = ("lu holds U on and above the diagonal and l_ik = a_ik / a_kk below it, after the "
-               "swaps recorded in piv")
+    pivots = ("at step k the row p >= k with the largest |a_pk| is swapped with row k, the whole row (the "
+              "multipliers already stored left of column k too), and piv[k] = p")
+    factors = ("lu holds U on and above the diagonal and l_ik = a_ik / a_kk below it, after the swaps recorded "
+               "in piv (whole rows exchanged, as copies); the step-k update touches only rows and columns after k")
     cases = [
         Case("1 x 1", (np.array([[5.0]]),), hint=factors),
-        Case("2 x 2 needing a swap", (np.array([[1.0, 2.0], [3.0, 4.0]]),), hint=pivots),
+        Case("2 x 2 needing a swap", (np.array([[1.0, 2.0], [3.0, 4.0]]),), hint=factors),
         Case("3 x 3, no swaps", (np.array([[4.0, 1, 0], [1, 4, 1], [0, 1, 4]]),), hint=factors),
         Case("4 x 4 by hand", (np.array([[2.0, 1, 1, 0], [4, 3, 3, 1], [8, 7, 9, 5], [6, 7, 9, 8]]),),
-             hint=pivots),
+             hint=factors),
         Case("swap needed at step 2 only", (_swap_at_step(5, 2)[0],), hint=pivots),
         Case("9 x 9 random", (r.uniform(-1, 1, (9, 9)),), hint=pivots),
         Case("integer A", (np.array([[1, 2], [3, 4]]),),
@@ -288,8 +304,8 @@ def lu_factor() -> Checker:
         Probe("the returned pair", (A3,), {},
               "return the pair (lu, piv) as scipy.linalg.lu_factor does: L and U together in ONE "
               "array lu (U on and above the diagonal, L's multipliers below), and piv",
-              lambda o, p: "" if isinstance(o.value, (tuple, list)) and len(o.value) == 2
-              else f"returned {type(o.value).__name__}"),
+              reads("shape")(lambda o, p: "" if isinstance(o.value, (tuple, list)) and len(o.value) == 2
+                             else f"returned {type(o.value).__name__}")),
         Probe("piv's dtype", (A3,), {}, "piv must be an integer array (e.g. np.zeros(n, dtype=np.int32))",
               _lu_probe(lambda lu, piv, *_: "" if np.issubdtype(piv.dtype, np.integer)
                         else f"piv has dtype {piv.dtype}")),
@@ -308,9 +324,13 @@ def lu_factor() -> Checker:
               "it in piv[k]",
               _lu_probe(lambda lu, piv, _, ref: f"piv = {piv.tolist()}, expected {ref.tolist()}"
                         if np.array_equal(piv, np.arange(len(ref))) else "")),
+        Probe("the largest |a_p0| is negative", (_SIGNED,), {},
+              "the pivot is the entry of largest ABSOLUTE value: compare |a_pk|, not a_pk (here the largest is -5)",
+              _lu_probe(lambda lu, piv, _, ref: f"piv[0] = {int(piv[0])}, the row of the largest signed entry; "
+                        f"expected {int(ref[0])}" if int(piv[0]) == 1 else "")),
         Probe("pivot at every step", (A3,), {}, pivots,
-              _lu_probe(lambda lu, piv, _, ref: "" if np.array_equal(piv, ref)
-                        else f"piv = {piv.tolist()}, expected {ref.tolist()}")),
+              property_only(_lu_probe(lambda lu, piv, _, ref: "" if np.array_equal(piv, ref)
+                                      else f"piv = {piv.tolist()}, expected {ref.tolist()}"))),
         Probe("lower part of lu", (A3,), {},
               "store the multipliers l_ik = a_ik / a_kk below the diagonal of lu (L's unit "
               "diagonal is implied)",

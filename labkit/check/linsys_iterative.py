@@ -88,9 +88,11 @@ def _sweep_probes(omega: float | None) -> list[Probe]:
         Probe("4 x 4 dense", args, {}, f"on a dense system, row i's new value must be {value}, "
               "with x_j already new for j < i", differs_from(relaxed_sweep(A4, B4, X4, w))),
         Probe("the same matrix, CSR", csr, {},
-              "right on dense matrices, wrong on CSR: take each row's stored entries and find the "
-              "diagonal by its column (it is not necessarily stored first)" + CSR_ORDER,
-              differs_from(relaxed_sweep(csr[0], csr[1], csr[2], w))),
+              "right on this matrix as a dense array, wrong on it as CSR: the CSR branch does not do what the "
+              "dense one does; check each of its steps against the dense rule: the diagonal found by its column "
+              "(it is not necessarily stored first), the sum over the row's other stored entries, " + value
+              + CSR_ORDER, differs_from(relaxed_sweep(csr[0], csr[1], csr[2], w)),
+              control=(csr[0].toarray(), *csr[1:])),
     ]
 
 
@@ -118,10 +120,13 @@ def sor_sweep() -> Checker:
     x_i = (1 - omega) x_i + omega * g_i, g_i the Gauss-Seidel value from the current (partly new) x
     the relaxation is applied row by row inside the sweep, for every omega in (0, 2)
     the sum leaves out j = i; rows in order; dense and CSR alike
-    x_new is float64; x is not modified
+    x_new is float64, also for an integer x; x is not modified
     """
     cases = [Case(c.label + f", omega={w}", c.args + (w,)) for c, w in
              zip(_sweep_cases(), (1.0, 1.5, 0.7, 1.2, 1.8))]
+    cases.append(Case("integer x, omega=1.5", (_dd_dense(4, 13), np.ones(4), np.zeros(4, dtype=int), 1.5),
+                      hint="x_new must be float64 whatever x's dtype (an integer x truncates every relaxed "
+                           "value): copy x with np.array(x, dtype=float)"))
     w = 1.5
     args = (A4, B4, X4, w)
     probes = [
@@ -260,6 +265,8 @@ def _callback_seen(x, info, calls, run) -> str:
     last = np.asarray(calls[-1], dtype=np.float64)
     if near(last, run.b - run.A @ x) and not near(last, x):
         return "callback received the residual b - A x, not the iterate x"
+    if not near(x, run.iterates[-1]) or all(near(c, r) for c, r in zip(calls, run.iterates)):
+        return ""  # the student's own sweeps, each reported right: a count that differs is the stopping rule's
     if len(calls) == 1 and len(run.iterates) > 1:
         return f"callback was called once, for {len(run.iterates)} sweeps"
     if len(calls) != len(run.iterates):

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.linalg
 
 from labkit import elimination, poisson
+from labkit.check.evidence import reads
 from labkit.check.core import NUMPY_DTYPE_HINT, Case, Checker, Probe, checker, compare_outputs, rng_seed
 from labkit.check.linsys import compare_lu, lu_pair, quiet
 
@@ -152,11 +153,13 @@ def blocked_lu() -> Checker:
     late = (_late_pivots(9, 22), 3)
     probes = [
         Probe("returned pair", late, {}, "return the pair (lu, piv), as lu_factor does",
-              lambda o, p: "" if isinstance(o.value, (tuple, list)) and len(o.value) == 2
-              else f"returned {type(o.value).__name__}"),
+              reads("shape")(lambda o, p: "" if isinstance(o.value, (tuple, list)) and len(o.value) == 2
+                             else f"returned {type(o.value).__name__}")),
         Probe("piv holds row indices", (_NO_SWAP_3, 1), {},
-              "piv[j] is the absolute row index swapped with row j (j + the argmax offset within the "
-              "column, so piv[j] >= j), as lu_factor returns it, not the offset", _piv_relative),
+              "piv[j] < j on a matrix that needs no swap, so piv[j] is not the row swapped with row j; either "
+              "piv holds the argmax offset within the column (piv[j] must be the absolute row, j + offset, as "
+              "lu_factor returns it), or piv[j] was never set (a column or panel the loop skips: the panels "
+              "end at min(k + block, n) and run up to n)", _piv_relative),
         Probe("swaps at later panels", late, {},
               "a row swap found in a later panel must also move the multipliers already stored left "
               "of the panel (columns 0..k-1), or L no longer matches P A = L U",
@@ -270,6 +273,7 @@ def _grid_probe(mistake: str):
     return violated
 
 
+@reads("shape")
 def _interior_only(outcome, probe):
     got, u = np.asarray(outcome.value), probe.args[0]
     return got.shape == (u.shape[0] - 2,) * 2 and f"returned shape {got.shape}, the interior only"

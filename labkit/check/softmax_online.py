@@ -7,6 +7,7 @@ import math
 import torch
 
 from labkit import softmax as ref
+from labkit.check.evidence import overflow, reads
 from labkit.check.core import Case, Checker, Probe, checker
 from labkit.check.softmax import (
     OVERFLOW, ascending, float16_case, float64_case, float64_probe, nonfinite, not_normalised, output_of,
@@ -24,6 +25,13 @@ EMPTY = ref.OnlineState(torch.full((3,), -math.inf), torch.zeros(3))
 # Row 0: a's max (0) is below b's (1); row 1: the other way round. The answer is m = 1, d = 1 + e^-1.
 CROSSED = (ref.OnlineState(torch.tensor([0.0, 1.0]), torch.ones(2)),
            ref.OnlineState(torch.tensor([1.0, 0.0]), torch.ones(2)))
+
+
+def _swapped_pair(o, p):
+    """(d, m) returned for (m, d): the first value is the right d, the second the right m."""
+    m, d = (t.detach().double() for t in o.value[:2])
+    return bool(torch.allclose(m, torch.full_like(m, 1 + math.exp(-1))) and torch.allclose(d, torch.ones_like(d))) \
+        and f"first value [{shown(m)}], second [{shown(d)}]: the merged d and m, in that order"
 
 
 def _merged_m(o, p):
@@ -44,6 +52,7 @@ def _merged_d(o, p):
     return seen
 
 
+@reads("nan")
 def _empty_nan(o, p):
     m, d = (t.detach().double() for t in o.value[:2])
     return bool(torch.isnan(m).any() or torch.isnan(d).any()) and f"m = [{shown(m)}], d = [{shown(d)}]"
@@ -67,6 +76,8 @@ def merge_states() -> Checker:
              hint="keep the states' dtype: float64 states merge in float64"),
     ]
     probes = [
+        Probe("maxima [0, 1] and [1, 0], d = 1", CROSSED, {}, "return the pair in the order (m, d), the max "
+              "first (an OnlineState(m, d) keeps the names)", _swapped_pair),
         Probe("maxima [0, 1] and [1, 0]", CROSSED, {}, "the merged max is the larger of the two: "
               "m = max(m_a, m_b) (torch.maximum)", _merged_m),
         Probe("maxima [0, 1] and [1, 0], d = 1", CROSSED, {}, "each d is a sum against its own max: rescale "
@@ -103,13 +114,16 @@ def _sums_above_one(o, p):
         f"values rising along the row, blocks of {p.kwargs['block_size']}: the row sums to {shown(sums)}"
 
 
+@reads("nan")
 def _not_softmax(o, p):
+    """Wrong (NaN included) where the max comes first; its probe's control, the same values rising, is right."""
     out, want = output_of(o), ref.safe_softmax(*p.args).double()
     return not torch.allclose(out, want, rtol=1e-3, atol=1e-6) and f"got [{shown(out)}]"
 
 
 RISING = torch.arange(8.0).unsqueeze(0) * 2  # the max arrives in the last block, whatever the block size
 FALLING = torch.tensor([[80.0, 0.0, -80.0]])  # the max is in the first block, later ones far below it
+UPHILL = FALLING.flip(-1)  # FALLING's control: the same values rising, where each block's max is the running max
 
 _RESCALE = ("the running sum l_i must stay a sum of exp(x - m_i) against the running max m_i: when m_i grows, "
             "rescale the old sum by exp(m_old - m_new) before adding the block's exp(x - m_new) (not a sum "
@@ -166,7 +180,8 @@ def online_softmax() -> Checker:
         *[Probe(f"values rising, blocks of {b}", (RISING,), {"block_size": b}, _STALE, _sums_above_one)
           for b in (1, 4)],
         Probe("values 80, 0, -80, blocks of 1", (FALLING,), {"block_size": 1}, "m_i must be the running max, "
-              "max(m_i, block max): the largest value seen so far, not the current block's max", _not_softmax),
+              "max(m_i, block max): the largest value seen so far, not the current block's max", _not_softmax,
+              control=(UPHILL,)),
         Probe("values around ±1000, blocks of 4", (randn(2, 8, seed=97, scale=1000.0),), {"block_size": 4},
               OVERFLOW.replace("each row's max", "the running max m_i"), nonfinite),
         Probe("moderate rows, blocks of 2", (randn(3, 5, seed=98),), {"block_size": 2},
@@ -229,6 +244,7 @@ RISING3 = _states([0.0, 1.0, 2.0], [1.0, 1.0, 1.0])
 LARGE = _states([1000.0, 998.0, 999.0], [1.0, 2.0, 1.5])
 
 
+@reads("nan", "shape")
 def _one_max_per_row(o, p):
     m, d = (t.detach().double() for t in o.value[:2])
     if m.shape != (2,):
@@ -238,7 +254,15 @@ def _one_max_per_row(o, p):
     return bool(d[0] < 1e-3) and f"row 0's d = {d[0].item():.3g}: it was rescaled to row 1's max (101)"
 
 
+def _not_overall_max(o, p):
+    m = o.value[0].detach().double()
+    return not torch.allclose(m, torch.full_like(m, 2.0)) and f"m = [{shown(m)}] for maxima 0, 1, 2"
+
+
 def _rising_d(o, p):
+    """d wrong where m is right: the sums were not brought to the overall max as it grew."""
+    if not torch.allclose(o.value[0].detach().double(), torch.tensor(2.0, dtype=torch.float64)):
+        return False
     d, right = o.value[1].detach().double(), sum(math.exp(-k) for k in range(3))
     if torch.allclose(d, torch.full_like(d, right), rtol=1e-5):
         return False
@@ -248,6 +272,7 @@ def _rising_d(o, p):
     return seen
 
 
+@overflow
 def _large_nonfinite(o, p):
     m, d = (t.detach().double() for t in o.value[:2])
     return not bool(torch.isfinite(d).all() and torch.isfinite(m).all()) and \
@@ -288,6 +313,8 @@ def merge_states_many() -> Checker:
               "m = max_k m_k (stack the m_k and take amax over the states)", _many_m),
         Probe("maxima 2, 0, 1, d = 1", (SPREAD,), {}, "each d_k is a sum against its own max m_k: rescale every one "
               "to the overall max by exp(m_k - m) (<= 1) before adding: d = sum_k d_k exp(m_k - m)", _many_d),
+        Probe("maxima 0, 1, 2, d = 1", (RISING3,), {}, "the merged m is the largest m_k over all the states, "
+              "here the last one (not the first, nor the last merged)", _not_overall_max),
         Probe("maxima 0, 1, 2, d = 1", (RISING3,), {}, "when the max grows along the list, the d accumulated so "
               "far must be rescaled to it: a running merge multiplies the running d by exp(m_old - m_new) before "
               "adding d_k exp(m_k - m_new) (keep m_old until then)", _rising_d),

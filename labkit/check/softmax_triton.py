@@ -12,11 +12,16 @@ import math
 import torch
 
 from labkit import softmax as ref
-from labkit.check.core import Case, Checker, Probe, checker, on_course_device
+from labkit.check.evidence import reads
+from labkit.check.kernel_runs import on_course_device
+from labkit.check.core import Case, Checker, Probe, checker
 from labkit.check.softmax import OVERFLOW, nonfinite, all_ones, output_of, randn, shown
 
 _MASK = ("masked lanes must load as -inf (tl.load(..., mask=offs < n_cols, other=-float('inf'))): a lane "
          "padded with 0 adds exp(0 - m) to the sum")
+_MASK_OR_TWICE = ("more lanes were counted than the row has; two mistakes do this: masked lanes padded with 0 "
+                  "(load them as -inf: tl.load(..., mask=offs < n_cols, other=-float('inf'))), or a block counted "
+                  "twice while another is skipped (each block's offsets are start + tl.arange(0, BLOCK))")
 _NOT_NORMALISED = "the rows do not sum to 1: divide exp(x - m) by the sum of exp(x - m) over the row"
 
 
@@ -40,7 +45,7 @@ def not_normalised(o, p):
 
 def _triton_cases(widths: tuple[int, ...]) -> list[Case]:
     cases = [Case(f"width {w}", (randn(2, w, seed=30 + w),),
-                  hint="each row sums to 1, whatever its width (masked lanes count 0)") for w in widths]
+                  hint="each row sums to 1, whatever its width") for w in widths]
     return cases + [
         Case("large inputs (around ±1000)", (randn(2, 100, seed=41, scale=1000.0),),
              hint="exp(x) overflows for x > 88.7: the result must stay finite for large x"),
@@ -69,6 +74,7 @@ def softmax_triton() -> Checker:
 RISING = torch.linspace(0.0, 20.0, 100).unsqueeze(0)  # the max arrives in the second block of 64
 FIRST_MASKED = torch.cat([torch.full((1, 64), -math.inf), torch.linspace(-3.0, 3.0, 36).unsqueeze(0)], 1)
 FALLING = torch.cat([torch.full((1, 64), 80.0), torch.full((1, 36), -80.0)], 1)  # max in the first block
+UPHILL = torch.cat([torch.full((1, 64), -80.0), torch.full((1, 36), 80.0)], 1)  # its control: each block's max runs
 
 
 def _rising_sums(below: bool):
@@ -87,6 +93,7 @@ def _only_last_block(o, p):
         f"100 equal values came out 1/{round(k)} each: l_i counted only {round(k)} of them"
 
 
+@reads("nan")
 def _not_softmax(o, p):
     out, want = output_of(o), ref.safe_softmax(*p.args).double()
     return not torch.allclose(out, want, rtol=1e-3, atol=1e-6) and f"got [{shown(out)}]"
@@ -111,7 +118,7 @@ def online_softmax_triton() -> Checker:
                            "of 0 where it is infinite (tl.where)"))
     zeros = torch.zeros(1, 100)
     probes = [
-        Probe("100 equal values (blocks of 64)", (zeros,), {}, _MASK, _equal_row),
+        Probe("100 equal values (blocks of 64)", (zeros,), {}, _MASK_OR_TWICE, _equal_row),
         Probe("100 equal values (blocks of 64)", (zeros,), {}, "not normalised: divide exp(x - m_i) by l_i in "
               "the second loop", _each_is_one),
         Probe("100 equal values (blocks of 64)", (zeros,), {}, "the first loop's l_i kept only the last block: "
@@ -122,7 +129,8 @@ def online_softmax_triton() -> Checker:
         Probe("100 rising values", (RISING,), {}, "the second loop must normalise every block with the final "
               "m_i and l_i of the first loop, not a max of its own or the block's", _rising_sums(below=False)),
         Probe("64 values of 80, then 36 of -80", (FALLING,), {}, "m_i must be the running max, "
-              "tl.maximum(m_i, tl.max(x)): the largest value seen so far, not the current block's", _not_softmax),
+              "tl.maximum(m_i, tl.max(x)): the largest value seen so far, not the current block's", _not_softmax,
+              control=(UPHILL,)),
         Probe("values around ±1000", (randn(1, 8, seed=44, scale=1000.0),), {}, OVERFLOW.replace(
             "each row's max", "the running max m_i"), nonfinite),
         Probe("8 random values", (randn(1, 8, seed=45),), {}, _NOT_NORMALISED.replace(

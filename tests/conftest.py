@@ -46,6 +46,17 @@ def pytest_terminal_summary(terminalreporter):
         excused = sum(status == "accepted" and ok for status, ok in mutants)
         _LAST_LINES.append(f"MUTANTS (a fifth of tests/mutation.py's): {caught} of {len(mutants)} rejected, {excused} "
                            f"accepted as equivalent or allowed by the spec, {len(mutants) - caught - excused} let through")
+    verdicts: dict[str, dict[str, int]] = {}
+    for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", []):
+        for key, (which, said) in (p for p in getattr(report, "user_properties", []) if p[0] == "hint_verdict"):
+            verdicts.setdefault(which, {}).setdefault(said, 0)
+            verdicts[which][said] += 1
+    if verdicts:
+        _LAST_LINES.append("HINTS on wrong answers written without reading the checkers, as read by a judge "
+                           "(tests/hint_judgements.json): " + "; ".join(
+                               f"{which}: {sum(v.values())} rejected, " + ", ".join(
+                                   f"{v.get(k, 0)} {k}" for k in ("names", "generic", "misleading", "unread"))
+                               for which, v in sorted(verdicts.items())))
     counts: dict[str, int] = {}
     for report in terminalreporter.stats.get("skipped", []):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)

@@ -5,7 +5,8 @@ fresh process: rejected 187/199, named 155/199, misleading 25/199, one interpret
 
 Here: every right variant is accepted, and every wrong answer is rejected, except those the checkers accepted on
 first contact and that issue 20 has not fixed yet: those are strict xfails, so a fix turns them
-into failures until the mark is removed. The two answers whose unmasked Triton store can crash the
+into failures until the mark is removed. Each hint must have been read (tests/hint_judgements.json) and not
+found misleading. The two answers whose unmasked Triton store can crash the
 interpreter run only in tests/measure_fresh.py (a process each). tests/verify_fresh.py shows each
 wrong answer wrong, and each right one right, against labkit's reference without the checkers."""
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 import labkit  # noqa: F401  (the Triton interpreter without CUDA)
 from labkit import check
 from labkit.check.core import CheckFailed
+from hint_verdicts import UNREAD, verdict
 from wrong_answers_fresh import RIGHT, WRONG
 
 # accepted on first contact and not caught yet (the last of the ten, gauss_seidel's blow-up, is caught since
@@ -42,8 +44,13 @@ def _rejected(fn, exercise) -> str:
 @pytest.mark.parametrize("i, wrong", [
     pytest.param(i, w, marks=pytest.mark.xfail(strict=True, reason=f"open (issue 20): {OPEN[w.exercise]}"))
     if w.exercise in OPEN and _accepted_on_first_contact(i) else (i, w) for i, w in SAFE], ids=lambda x: str(x)[:60])
-def test_a_fresh_wrong_answer_is_rejected(i, wrong, capsys):
-    assert _rejected(wrong.fn, wrong.exercise), f"accepted: {wrong.exercise}: {wrong.mistake}"
+def test_a_fresh_wrong_answer_is_rejected(i, wrong, capsys, record_property):
+    hint = _rejected(wrong.fn, wrong.exercise)
+    assert hint, f"accepted: {wrong.exercise}: {wrong.mistake}"
+    said = verdict(wrong.exercise, wrong.mistake, hint)  # read by a judge who had not read the checkers
+    record_property("hint_verdict", ("fresh set", said or "unread"))
+    assert said is not None, f"{UNREAD}\n  {wrong.exercise}: {wrong.mistake}\n  hint: {hint}"
+    assert said != "misleading", f"the hint names another mistake: {hint}\n  the mistake: {wrong.mistake}"
 
 
 @pytest.mark.parametrize("exercise, fn", RIGHT, ids=lambda x: x if isinstance(x, str) else "")

@@ -154,8 +154,8 @@ WRONG = [
     (back_substitution_added, "back substitution"),
     (returns_text, "as a number (an int)"),
     (true_division, "return an int: / gives a float"),
-    (each_term_floored, "that is rounding"),
-    (each_term_rounded, "that is rounding"),
+    (each_term_floored, "rounded on its own"),
+    (each_term_rounded, "rounded on its own"),
 ]
 
 

@@ -10,7 +10,7 @@ from labkit.check.attention import (AXIS, CAUSAL, attends, causal_pattern, causa
                                     first_difference, input_probes, large_scores_probe, nonfinite, one_hot_values,
                                     output_of, qkv, reached, rising, rows_not_one, shown, spread, tiers, weights,
                                     weights_probe)
-from labkit.check.evidence import reads
+from labkit.check.evidence import property_only, reads
 from labkit.check.core import Case, Checker, Probe, checker
 
 # ------------------------------------------------ observations on tiles (one-hot values)
@@ -192,8 +192,9 @@ NOTHING_RESCALED = ("neither acc nor l_i is rescaled when the running max change
                     "alpha = exp(m_old - m_new)")
 FIRST_ONLY = ("only the first key tile gets any weight: every step must use its own tile, k[..., j:j + block_k, :] "
               "from the tile's start j (not from 0), and the loop must run over all the tiles")
-RESCALE = ("the key tiles' weights are off by a factor per tile: whenever the running max grows, acc and l_i "
-           "must both be multiplied by alpha = exp(m_old - m_new)")
+RESCALE = ("the key tiles' weights are off by a factor per tile, so the running-max bookkeeping is off: whenever "
+           "the running max grows, acc and l_i must both be multiplied by alpha = exp(m_old - m_new), and "
+           "p = exp(s - m_new) against the new max")
 LSE_MAX = "lse = m_i + log(l_i): l_i was summed relative to the running max, so add m_i back"
 LSE = "lse is the logsumexp of each query's scaled scores: lse = m_i + log(l_i) after the last key tile"
 LOCAL = ("the causal mask uses tile-local indices: compare global ones, query i0 + r with key j0 + c "
@@ -282,8 +283,8 @@ def _flash_probes() -> list[Probe]:
         falling("large scores, rising by key tile", [60.0, 0.0, 120.0], OVERFLOW),
         falling("the max in the first key tile, the rest 100 lower", [0.0, -100.0, -100.0], RUNNING_MAX),
         Probe("causal", (*spread(11, 11, D, seed=52), one_hot_values(11, D)),
-              {"causal": True, "block_q": 4, "block_k": 3}, CAUSAL, lambda o, p: first_difference(
-                  attends(o, p), causal_pattern(11, "j <= i"), weights(o, p))),
+              {"causal": True, "block_q": 4, "block_k": 3}, CAUSAL, property_only(lambda o, p: first_difference(
+                  attends(o, p), causal_pattern(11, "j <= i"), weights(o, p)))),
         probe(LSE_MAX, lse_rule("without max")),
         probe(LSE, lse_rule("any")),
     ]

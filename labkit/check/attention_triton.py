@@ -116,8 +116,9 @@ NOTHING_RESCALED = ("neither acc nor l_i is rescaled when the running max change
                     "alpha = tl.exp2(m_i - m_new)")
 FIRST_ONLY = ("only the first key tile gets any weight: each step must load its own tile, offs_n = start_n + "
               "tl.arange(0, BLOCK_N), and the loop must run over all the tiles up to n_kv")
-RESCALE = ("the key tiles' weights are off by a factor per tile: when the running max grows, acc and l_i must "
-           "both be multiplied by alpha = tl.exp2(m_i - m_new), base 2 like p (the scores are in log2 units)")
+RESCALE = ("the key tiles' weights are off by a factor per tile, so the running-max bookkeeping is off: when "
+           "the running max grows, acc and l_i must both be multiplied by alpha = tl.exp2(m_i - m_new), base 2 "
+           "like p (the scores are in log2 units), and p = tl.exp2(s - m_new[:, None]) against the new max")
 OVERFLOW = "exp2 overflows on large scores: subtract the running max in the exponent, p = tl.exp2(s - m_new[:, None])"
 RUNNING_MAX = ("the running max must never decrease: m_new = tl.maximum(m_i, tl.max(s, 1)); with a tile's own "
                "max, alpha = exp2(m_i - m_new) overflows when a later tile's scores are far lower")
@@ -161,8 +162,8 @@ def _probes() -> list[Probe]:
         tiled(NOTHING_RESCALED, "both"),
         tiled(FIRST_ONLY, "first tile only"),
         tiled(RESCALE, "any"),
-        causal(CAUSAL, lambda o, p: first_difference(attends(o, p), causal_pattern(40, "j <= i"),
-                                                     weights(o, p))),
+        causal(CAUSAL, property_only(lambda o, p: first_difference(attends(o, p), causal_pattern(40, "j <= i"),
+                                                                   weights(o, p)))),
         falling("large scores, rising by key tile", [60.0, 0.0, 120.0], OVERFLOW),
         falling("the max in the first key tile, the rest 100 lower", [0.0, -100.0, -100.0], RUNNING_MAX),
         padded(LSE, lse_rule("any")),

@@ -104,7 +104,7 @@ def back_substitution() -> Checker:
         Probe("unit upper triangle, junk below: x = y", (np.array([[1.0, 0.0], [5.0, 1.0]]), _Y2), {},
               "only the upper triangle of U may be read (below it may hold anything, e.g. L's "
               "multipliers): x_i = (y_i - sum_{j>i} u_ij x_j) / u_ii, j > i only",
-              differs_from(_Y2)),
+              differs_from(_Y2), control=(np.eye(2), _Y2)),
         Probe("[[2, 1], [0, 4]], y = [4, 8]: x_1 = 8/4", (_U2, _Y2), {},
               "forgot to divide by the diagonal entry u_ii: x_i = (y_i - sum_{j>i} u_ij x_j) / u_ii",
               lambda o, p: f"x_1 = {as_vector(o)[1]:g} = y_1, not y_1 / u_11 = 2"
@@ -147,6 +147,13 @@ def _ge_b_not_eliminated(A, b, *_):
 def _ge_b_not_swapped(A, b, *_):
     """x when A's rows were swapped for pivoting but b's were not (one swap, rows 0 and 1)."""
     return np.linalg.solve(np.asarray(A, dtype=np.float64)[[1, 0]], b)
+
+
+def _pivoted(system, order):
+    """A probe's control: the same system with its rows already in partial pivoting's order (no swap needed), so
+    a function right there and wrong on the probe errs in its pivot search or its swap."""
+    A, b = system
+    return A[order], b[order]
 
 
 @reads("error", "nan")
@@ -207,24 +214,28 @@ def gaussian_elimination() -> Checker:
               "a row was lost on a non-singular 2 x 2 whose every pivot works, so a pivot became 0 after "
               "the swap; two mistakes do this: a swap that copies one row over the other (numpy rows are "
               "views: A[k], A[p] = A[p], A[k]; use A[[k, p]] = A[[p, k]]), or a pivot search that also looks at "
-              "rows above k (search rows k..n-1 only)", _row_lost),
+              "rows above k (search rows k..n-1 only)", _row_lost, control=_pivoted(one_swap, [1, 0])),
         Probe("one swap, any pivot accurate: b swapped", one_swap, {},
               "when you swap two rows of A, swap the same two entries of b",
               equals_formula(_ge_b_not_swapped, "which solves A x = b with b's rows not swapped")),
         Probe("tiny pivot at step 0", (np.array([[1e-20, 1.0], [1.0, 1.0]]), np.array([1.0, 2.0])), {},
               "no pivoting: the tiny pivot 1e-20 was used; at step k swap in the row with the largest "
-              "|a_ik|, i >= k (partial pivoting)", differs_from(np.ones(2))),
+              "|a_ik|, i >= k (partial pivoting)", differs_from(np.ones(2)),
+              control=_pivoted((np.array([[1e-20, 1.0], [1.0, 1.0]]), np.array([1.0, 2.0])), [1, 0])),
         Probe("largest |a_i0| is negative", (np.array([[1e-20, 1.0], [-1.0, 1.0]]), np.array([1.0, 0.0])), {},
               "the pivot is the entry of largest ABSOLUTE value: compare |a_ik|, not a_ik (here the "
-              "largest is -1)", differs_from(np.ones(2))),
+              "largest is -1)", differs_from(np.ones(2)),
+              control=(np.array([[1e-20, 1.0], [1.0, 1.0]]), np.array([1.0, 2.0]))),  # the same, the -1 made +1
         Probe("swap needed at step 1 only", (np.array([[1.0, 0, 0], [0, 1e-20, 1], [0, 1, 1]]),
                                              np.array([1.0, 1, 2])), {},
               "only step 1 needs a swap here, and x is wrong: at step k search column k over the rows i >= k, "
               "row k itself included, for the largest |a_ik|; a search in column 0, or over the rows after k only, "
-              "picks another row", differs_from(np.ones(3))),
+              "picks another row", differs_from(np.ones(3)),
+              control=_pivoted((np.array([[1.0, 0, 0], [0, 1e-20, 1], [0, 1, 1]]), np.array([1.0, 1, 2])), [0, 2, 1])),
         Probe("pivot a column search finds, a row search does not", row_search, {},
               "pivot searched along the pivot row: partial pivoting compares |a_ik| DOWN column k "
-              "(rows i >= k) and swaps rows", differs_from(np.array([3.0, 1.0, 2.0]))),
+              "(rows i >= k) and swaps rows", differs_from(np.array([3.0, 1.0, 2.0])),
+              control=_pivoted(row_search, [2, 0, 1])),
     ]
     return Checker("gaussian_elimination", cases, elimination.gaussian_elimination, probes,
                    prepare=quiet, dtype_hint=NUMPY_DTYPE_HINT)

@@ -73,19 +73,30 @@ def _gives(mistake: str):
     return violated
 
 
-_ROUNDING = ("the count is off by less than 3: that is rounding. Flooring (//) or rounding each term of "
+_ROUNDING = ("the count is off by less than 3, as each term of the closed form rounded on its own: flooring (//) or rounding each term of "
              "(4n^3 + 3n^2 - 7n)/6 separately loses their fractions; the whole numerator is divisible by 6, "
              "so divide the sum once: (4 * n**3 + 3 * n**2 - 7 * n) // 6")
 _NOT_INT = ("return an int: / gives a float even when the division is exact; use // (integer division) "
             "on the whole numerator, or int arithmetic throughout")
 
 
+# The closed form (4n^3 + 3n^2 - 7n)/6 with each term rounded on its own: what "rounding" names.
+ROUNDED_TERMS = (
+    lambda n: 4 * n ** 3 // 6 + 3 * n ** 2 // 6 - 7 * n // 6,
+    lambda n: round(4 * n ** 3 / 6) + round(3 * n ** 2 / 6) - round(7 * n / 6),
+    lambda n: int(4 * n ** 3 / 6) + int(3 * n ** 2 / 6) - int(7 * n / 6),
+    lambda n: (4 * n ** 3 + 3 * n ** 2) // 6 - 7 * n // 6,
+    lambda n: 2 * n ** 3 // 3 + n ** 2 // 2 - 7 * n // 6,
+    lambda n: round(2 * n ** 3 / 3) + round(n ** 2 / 2) - round(7 * n / 6),
+)
+
+
 def _off_by_rounding(o, p):
-    """The count misses the exact one by less than 3 (what per-term flooring or rounding does)."""
+    """The count is the closed form with its terms rounded one by one (at a large n, where a wrong term is far off)."""
     n, got = p.args[0], o.value
-    if o.error or not is_number(got) or got == _right(n):
+    if o.error or not is_number(got) or got == _right(n) or not any(got == f(n) for f in ROUNDED_TERMS):
         return ""
-    return abs(got - _right(n)) < 3 and f"elimination_flops({n}) = {got!r}, off by {got - _right(n):+g}"
+    return f"elimination_flops({n}) = {got!r}, off by {got - _right(n):+g}"
 
 
 def _not_an_int(o, p):
@@ -118,7 +129,7 @@ def elimination_flops() -> Checker:
                     "array", not_a_number)]
     probes += [Probe(f"n = 10, {name.replace('_', ' ')}", (10,), {}, _HINTS[name], _gives(name))
                for name in MISTAKES]
-    probes += [Probe(f"n = {n}, rounding", (n,), {}, _ROUNDING, _off_by_rounding) for n in range(2, 13)]
+    probes += [Probe(f"n = {n}, rounding", (n,), {}, _ROUNDING, _off_by_rounding) for n in range(1000, 1012)]
     probes += [Probe("n = 10, an int", (10,), {}, _NOT_INT, _not_an_int)]
     return Checker("elimination_flops", cases, elimination.count_elimination_flops, probes,
                    compare=_compare)

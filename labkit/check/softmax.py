@@ -6,7 +6,7 @@ import math
 import torch
 
 from labkit import softmax as ref
-from labkit.check.evidence import overflow, reads
+from labkit.check.evidence import overflow, raises_like, reads
 from labkit.check.core import Case, Checker, DtypeMismatch, Probe, checker, describe, is_number, rng_seed
 from labkit.check.tolerance import assert_close
 
@@ -48,6 +48,17 @@ def all_ones(t: torch.Tensor, tol: float = 1e-3) -> bool:
 
 def shown(t: torch.Tensor) -> str:
     return ", ".join(f"{v:.3g}" for v in t.flatten()[:4].tolist()) + (", ..." if t.numel() > 4 else "")
+
+
+def _unkept_row(x, dim=-1, **_):
+    """The twin of a reduction without keepdim broadcast back against x (it raises on a non-square x)."""
+    return x - x.amax(dim=dim)
+
+
+def _unkept_block(x, dim=-1, block_size=1, **_):
+    """The same inside the online softmax's first block."""
+    block = x.movedim(dim, -1)[..., :block_size]
+    return block - block.amax(dim=-1)
 
 
 def _error_says(text: str, seen: str):
@@ -125,8 +136,11 @@ _OWN_MAX = ("each row needs its own max (amax over `dim`, keepdim=True): one max
 def shape_probes(x: torch.Tensor = NONSQUARE, **kwargs) -> list[Probe]:
     """Broadcasting, shape and axis on a (3, 5) input: the first things a softmax-like function gets wrong."""
     return [
-        _probe("non-square input", x, _KEEPDIM,
-               _error_says("must match the size", "a (3, 5) input raised a size mismatch"), **kwargs),
+        _probe("non-square input", x, _KEEPDIM, raises_like(_unkept_row, "a (3, 5) input raised what x - "
+                                                            "x.amax(dim) raises without keepdim"), **kwargs),
+        *([_probe("non-square input", x, _KEEPDIM, raises_like(_unkept_block, "a block raised what block - "
+                                                               "block.amax(-1) raises without keepdim"), **kwargs)]
+          if "block_size" in kwargs else []),
         _probe("non-square input", x, _MAX_TUPLE,
                _error_says("return_types", "x.max(...) gave (values, indices) where a tensor was needed"), **kwargs),
         _probe("non-square input, dim=0", x, _SHAPE, _shape_changed, **{**kwargs, "dim": 0}),

@@ -2,7 +2,8 @@
 
     PYTHONPATH=.:tests .venv/bin/python tests/measure_hints.py [--show misleading,unread]
 
-For each set (the fresh one, tests/wrong_answers_fresh.py, and the blind one, tests/wrong_answers_blind_*.py)
+For each set (the fresh one, tests/wrong_answers_fresh.py, the blind one, tests/wrong_answers_blind_*.py, and
+notebook 10's, tests/wrong_answers_decoding.py)
 every wrong answer goes through its notebook's check call, in this process, and its hint is looked up:
 rejected, names, generic, misleading, unread (a hint nobody has judged yet). The memory-fault set runs a
 process per case instead: tests/memory_faults/run.py. First-contact figures: tests/hints_first_contact.md.
@@ -17,12 +18,14 @@ import io
 import labkit  # noqa: F401
 import wrong_answers_blind_a
 import wrong_answers_blind_b
+import wrong_answers_decoding
 import wrong_answers_fresh
 from hint_verdicts import verdict
 from labkit import check
 from labkit.check.core import CheckFailed
 
-SETS = {"fresh": wrong_answers_fresh.WRONG, "blind": wrong_answers_blind_a.WRONG + wrong_answers_blind_b.WRONG}
+SETS = {"fresh": wrong_answers_fresh.WRONG, "blind": wrong_answers_blind_a.WRONG + wrong_answers_blind_b.WRONG,
+        "notebook 10": wrong_answers_decoding.WRONG}
 
 
 def hint_of(exercise: str, fn) -> str:

@@ -95,7 +95,7 @@ def test_cli_rejects_unknown_arch(capsys):
 def test_cli_writes_json(tmp_path, monkeypatch):
     small = [dict(arch=90, kernel="softmax", dtype="fp16", head_dim=None, causal=None,
                   config=[1024, 0, 4, 1])]
-    monkeypatch.setattr(compile_check, "jobs", lambda archs: small)
+    monkeypatch.setattr(compile_check, "jobs", lambda archs, kernels=None: small)
     out = tmp_path / "out.json"
     assert labkit_main(["compile-check", "--arch", "90", "--json", str(out)]) == 0
     (rec,) = json.loads(out.read_text())

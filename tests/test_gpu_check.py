@@ -56,7 +56,7 @@ def test_parts_run_in_order_with_the_out_folder(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "Fake GPU 80GB")
     monkeypatch.setattr(gpu_check, "run_part", fake_run_part)
     assert gpu_check.main(["--skip", "tests", "--skip", "notebooks", "--out", str(tmp_path)]) == 0
-    assert [c[0] for c in calls] == ["bench-softmax", "bench-attention"]
+    assert [c[0] for c in calls] == ["bench-softmax", "bench-attention", "bench-decoding"]
     assert calls[1][1][-2:] == ["--out", str(tmp_path)]
     (page,) = tmp_path.glob("gpu-check-fake-gpu-80gb-*.md")
     assert "GPU: Fake GPU 80GB" in page.read_text()

@@ -121,3 +121,108 @@ def test_train_rejects_bad_data():
     net = model.TinyTransformer(VOCAB, DIM, HEADS, 1, N)
     with pytest.raises(ValueError, match="data must have shape"):
         model.train(net, torch.zeros(4, 1, dtype=torch.long), 1)
+
+
+# Greedy generation with a KV cache (notebook 10). A 2-layer model (so each layer must find its
+# own cache entry) trained briefly on the period-4 sequences: from a prompt of 4 or more tokens it
+# continues the pattern, so equal tokens with and without the cache are a meaningful check, and
+# a cache that loses a key, a layer or a position changes them.
+GEN_LAYERS, GEN_LEN, GEN_STEPS = 2, 16, 80
+
+
+@pytest.fixture(scope="module")
+def trained():
+    net = model.TinyTransformer(VOCAB, DIM, HEADS, GEN_LAYERS, GEN_LEN, seed=0)
+    model.train(net, model.repeat_sequences(512, GEN_LEN + 1, VOCAB, period=4, seed=0), GEN_STEPS, lr=LR, seed=0)
+    return net.eval()
+
+
+def prompts(batch, length):
+    return model.repeat_sequences(batch, GEN_LEN, VOCAB, period=4, seed=5)[:, :length]
+
+
+@pytest.mark.parametrize("length", [1, 6])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_generate_with_cache_matches_recomputing(trained, batch, length):
+    prompt = prompts(batch, length)
+    steps = GEN_LEN - length
+    expected = model.generate(trained, prompt, steps, cache=False)
+    got = model.generate(trained, prompt, steps, cache=True)
+    assert got.shape == (batch, GEN_LEN) and got.dtype == torch.int64
+    assert torch.equal(got[:, :length], prompt)
+    assert torch.equal(got, expected)
+    if length >= 4:  # the trained model continues the repeated pattern
+        assert torch.equal(got, model.repeat_sequences(batch, GEN_LEN, VOCAB, period=4, seed=5))
+
+
+def test_cached_logits_match_the_full_forward(trained):
+    seq = prompts(3, GEN_LEN)
+    with torch.no_grad():
+        full = trained(seq)  # (B, N, vocab)
+        cache = model.KVCache()
+        steps = [trained(seq[:, :5], cache)] + [trained(seq[:, i:i + 1], cache) for i in range(5, GEN_LEN)]
+    assert cache.length == GEN_LEN
+    assert_close(torch.cat(steps, dim=1), full, what="logits, prefill then one token at a time")
+    with pytest.raises(ValueError, match="one new token at a time"):
+        trained(seq[:, :2], model.KVCache(cache.k[:], cache.v[:], 1))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_kv_cache_shapes_and_bytes(dtype):
+    net = model.TinyTransformer(VOCAB, DIM, HEADS, GEN_LAYERS, GEN_LEN).to(dtype)
+    prompt, steps, d = prompts(3, 5), 7, DIM // HEADS
+    cache = model.KVCache()
+    out = model.generate(net, prompt, steps, cache=cache)
+    assert out.shape == (3, 5 + steps)
+    n = 5 + steps - 1  # the last generated token is never fed
+    assert cache.length == n and len(cache.k) == len(cache.v) == GEN_LAYERS
+    for k, v in zip(cache.k, cache.v):
+        assert k.shape == v.shape == (3, HEADS, n, d) and k.dtype == v.dtype == dtype
+    size = torch.finfo(dtype).bits // 8
+    assert model.kv_cache_bytes_of(cache) == 2 * GEN_LAYERS * 3 * HEADS * n * d * size
+    one = model.KVCache()
+    model.generate(net, prompt, 1, cache=one)
+    assert one.length == 5 and one.k[0].shape == (3, HEADS, 5, d)
+    for t in cache.k + cache.v + one.k + one.v:  # the cache holds no more memory than it counts
+        assert t.untyped_storage().nbytes() == t.numel() * size
+    none = model.KVCache()
+    assert torch.equal(model.generate(net, prompt, 0, cache=none), prompt)
+    assert none.length == 0 and model.kv_cache_bytes_of(none) == 0
+
+
+def test_generate_rejects_bad_input():
+    net = model.TinyTransformer(VOCAB, DIM, HEADS, 1, GEN_LEN)
+    prompt = prompts(2, 5)
+    with pytest.raises(ValueError, match=r"P \+ steps = 5 \+ 12 exceeds the model's max_len = 16"):
+        model.generate(net, prompt, 12)
+    with pytest.raises(ValueError, match="2-D integer tensor"):
+        model.generate(net, prompt.float(), 3)
+    with pytest.raises(ValueError, match="2-D integer tensor"):
+        model.generate(net, prompt[0], 3)
+    with pytest.raises(ValueError, match="2-D integer tensor"):
+        model.generate(net, prompt[:, :0], 3)
+    with pytest.raises(ValueError, match="steps must be >= 0, got -1"):
+        model.generate(net, prompt, -1)
+    cache = model.KVCache()
+    model.generate(net, prompt, 2, cache=cache)
+    with pytest.raises(ValueError, match="empty KVCache"):
+        model.generate(net, prompt, 2, cache=cache)
+    assert model.generate(net, prompt.int(), 11).shape == (2, GEN_LEN)  # exactly max_len is fine
+
+
+def test_generate_with_flash_attention_core(trained):
+    calls = []
+
+    def flash(q, k, v, causal=False):
+        calls.append((q.shape[2], k.shape[2], causal))
+        return attention_backward.flash_attention(q, k, v, causal)
+
+    net = model.TinyTransformer(VOCAB, DIM, HEADS, GEN_LAYERS, GEN_LEN, attention=flash)
+    net.load_state_dict(trained.state_dict())
+    for length in (1, 6):
+        prompt, steps = prompts(3, length), GEN_LEN - length
+        calls.clear()
+        got = model.generate(net, prompt, steps, cache=True)
+        assert calls == [(length, length, True)] * GEN_LAYERS  # the core runs the prefill only
+        assert torch.equal(got, model.generate(net, prompt, steps, cache=False))
+        assert torch.equal(got, model.generate(trained, prompt, steps, cache=False))

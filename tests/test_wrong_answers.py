@@ -14,8 +14,9 @@ from wrong_answers_linsys import WRONG as LINSYS
 from wrong_answers_softmax import WRONG as SOFTMAX
 from wrong_answers_new import WRONG as NEW
 from wrong_answers_structure import WRONG as STRUCTURE
+from wrong_answers_decoding import WRONG as DECODING  # notebook 10, written by a helper who had not read its checkers
 
-WRONG = SOFTMAX + ATTENTION + LINSYS + NEW + STRUCTURE
+WRONG = SOFTMAX + ATTENTION + LINSYS + NEW + STRUCTURE + DECODING
 
 
 def verdict(wrong) -> str:
@@ -31,6 +32,8 @@ def test_every_exercise_has_at_least_four_independent_wrong_answers():
     from labkit.check.core import CHECKERS
     counts = {name: sum(w.exercise == name for w in WRONG) for name in CHECKERS}
     assert all(n >= 4 for n in counts.values()), counts
+    assert all(counts[name] >= 5 for name in ("kv_cache_bytes", "combine_partials", "paged_attention",
+                                                "flash_decode_triton")), counts  # issue 23: five or more each
 
 
 @pytest.mark.parametrize("wrong", WRONG, ids=repr)
@@ -49,3 +52,8 @@ def test_wrong_answer_is_rejected_and_named_on_the_inputs_of_another_seed(wrong,
     hint = verdict(wrong)
     assert hint, f"passed as right under --seed 7: {wrong.mistake}"
     assert wrong.named_by(hint), f"under --seed 7 the hint {hint!r} does not name the mistake: {wrong.mistake}"
+
+
+def test_every_notebook_10_wrong_answer_differs_from_labkit_on_its_witness(capsys):
+    import verify_decoding
+    assert verify_decoding.main() == 0, capsys.readouterr().out[-3000:]

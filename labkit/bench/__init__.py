@@ -29,7 +29,7 @@ import torch
 
 from labkit import device
 
-SUITES = ("softmax", "attention", "linsys")
+SUITES = ("softmax", "attention", "linsys", "decoding")
 _L2_FLUSH_BYTES = 256 * 2**20  # more than any GPU's L2 cache (H100/H200: 50-60 MB)
 _l2_buffer: torch.Tensor | None = None
 

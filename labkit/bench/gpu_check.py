@@ -24,14 +24,16 @@ NEEDS_GPU = "gpu-check needs a CUDA GPU (torch.cuda.is_available() is False here
 # (part, command after `python -m`, extra environment, time limit in seconds)
 PARTS = (
     ("tests", ["pytest", "-q", "tests/test_kernels_softmax.py", "tests/test_kernels_attention.py",
-               "tests/test_kernels_attention_backward.py"], {}, 150),
+               "tests/test_kernels_attention_backward.py", "tests/test_kernels_decoding.py"], {}, 150),
     ("notebooks", ["pytest", "-q", "--nbval-lax", "--nbval-current-env",
                    "notebooks/06_flash_attention_triton.ipynb", "notebooks/07_flash_attention_backward.ipynb"],
      {"LABKIT_PROFILE": "large"}, 120),
     ("bench-softmax", ["labkit", "bench", "softmax", "--save"], {"LABKIT_PROFILE": "large"}, 50),
     # labkit's Triton kernels against SDPA (default, flash, cuDNN, efficient forced): fp16/bf16,
     # D 64/128, N 1k-16k; what does not fit in --budget is skipped with a note in the report
-    ("bench-attention", ["labkit.bench.gpu_attention", "--budget", "120", "--out", "{out}"], {}, 150),
+    ("bench-attention", ["labkit.bench.gpu_attention", "--budget", "90", "--out", "{out}"], {}, 110),
+    # flash-decoding and the paged kernel against SDPA (enable_gqa), batch 1-64, caches of 1k-128k tokens
+    ("bench-decoding", ["labkit", "bench", "decoding", "--save"], {}, 50),
 )
 
 

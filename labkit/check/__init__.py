@@ -20,3 +20,4 @@ from labkit.check.attention_backward import flash_attention_backward  # noqa: F4
 from labkit.check.attention_backward_triton import flash_attention_backward_triton  # noqa: F401
 from labkit.check.attention_derivations import flash_hbm_accesses, softmax_jacobian  # noqa: F401
 from labkit.check.claims import claim  # noqa: F401
+from labkit.check.decoding import combine_partials, flash_decode_triton, kv_cache_bytes, paged_attention  # noqa: F401

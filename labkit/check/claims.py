@@ -73,6 +73,14 @@ CLAIMS: dict[str, Claim] = {
         lambda segments: "" if segments[0] < 2.9 and 2.6 <= segments[-1] <= 3.8 and segments[-1] > segments[0] else
         f"segment slopes {[round(float(x), 2) for x in segments]} (need the first below 2.9, the last in "
         f"[2.6, 3.8] and above the first)"),
+    "10.decode_linear": Claim(
+        "If memory sets the pace, time grows in proportion to N",
+        lambda slope: _between("the time's slope between the two longest caches", slope, 0.7, 1.3)),
+    "10.cache_speedup": Claim(
+        "the measured speed-up is smaller, and grows with the prefix",
+        lambda speedups: "" if speedups[-1] > speedups[0] and speedups[-1] > 1.05 else
+        f"speed-ups {[round(float(s), 2) for s in speedups]} from the shortest prompt to the longest (need the last "
+        f"above 1.05 and above the first)"),
     "08.ladder": Claim(
         "With one BLAS thread LAPACK is the fastest rung from n = 256 on, and at n = 1000 each rung is faster "
         "than the one below it",

@@ -86,6 +86,16 @@ EXERCISES: tuple[Exercise, ...] = (
     Exercise("gauss_seidel", "09_gauss_seidel.ipynb", ("gauss_seidel", "sor", "splitting_solver"), SOLVE),
     Exercise("sor_sweep", "09_gauss_seidel.ipynb", ("sor_sweep", "sor"), SOLVE),
     Exercise("red_black_sweep", "09_gauss_seidel.ipynb", ("red_black_sweep", "poisson_red_black"), SOLVE),
+    Exercise("kv_cache_bytes", "10_attention_at_inference.ipynb", ("kv_cache_bytes", "kv_cache_bytes_of")),
+    Exercise("combine_partials", "10_attention_at_inference.ipynb", ("combine_partials", "flash_decode",
+                                                                      "merge_states", "merge_states_many")),
+    # the notebook lets it call decoding.decode_attention once the keys and values are gathered
+    Exercise("paged_attention", "10_attention_at_inference.ipynb", ("paged_attention", "paged_attention_triton",
+                                                                     "flash_decode", "flash_decode_triton"),
+             ATTENTION),
+    Exercise("flash_decode_triton", "10_attention_at_inference.ipynb", ("flash_decode_triton", "flash_decode",
+                                                                         "decode_partials_kernel",
+                                                                         "paged_attention_triton"), ATTENTION),
 )
 BY_NAME: dict[str, Exercise] = {e.name: e for e in EXERCISES}
 

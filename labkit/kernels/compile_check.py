@@ -37,8 +37,14 @@ KERNELS = {
              ("Q", "K", "V", "DO", "DK", "DV")),
     "dq": ("labkit.kernels.flash_backward", "flash_attention_backward_dq_kernel",
            ("Q", "K", "V", "DO", "DQ")),
+    "decode": ("labkit.kernels.decoding", "decode_partials_kernel", ("Q", "K", "V")),
+    "decode_paged": ("labkit.kernels.decoding", "decode_partials_kernel", ("Q", "K", "V")),
+    "decode_combine": ("labkit.kernels.decoding", "decode_combine_kernel", ("O",)),
 }
-OTHER_POINTERS = {"LSE": "*fp32", "DELTA": "*fp32", "TILES": "*i32"}
+OTHER_POINTERS = {"LSE": "*fp32", "DELTA": "*fp32", "TILES": "*i32", "M": "*fp32", "L": "*fp32", "ACC": "*fp32",
+                  "LENGTHS": "*i32", "BLOCK_TABLE": "*i32"}
+NOT_ALIGNED = ("stride_bt",)  # a block table's row stride is max_pages: no multiple of 16 promised
+DECODE_PAGE = 16  # the page size compile-check specialises the paged kernel for
 FLOAT_ARGS = ("qk_scale", "scale")
 HAS_DOT = ("forward", "dkdv", "dq")
 TENSOR_CORE_MMA = ("wgmma", "mma")
@@ -55,8 +61,8 @@ def jobs(archs=ARCH_CCS, dtypes=tuple(DTYPES), head_dims=HEAD_DIMS, causals=(Fal
                 if dname == "bf16" and not arch.has_bf16:
                     continue
                 shapes = ([(None, None)] if kernel in ("softmax", "online_softmax") else
-                          [(d, None) for d in head_dims] if kernel == "preprocess" else
-                          [(d, c) for d in head_dims for c in causals])
+                          [(d, None) for d in head_dims] if kernel == "preprocess" or kernel.startswith("decode")
+                          else [(d, c) for d in head_dims for c in causals])
                 for d, c in shapes:
                     for cfg in launch.candidates(kernel, arch, DTYPES[dname], d, bool(c)):
                         out.append(dict(arch=cc, kernel=kernel, dtype=dname, head_dim=d, causal=c,
@@ -81,6 +87,11 @@ def _source(job: dict):
     dtype = job["dtype"]
     if job["kernel"] in ("softmax", "online_softmax"):
         constexprs = {"BLOCK": block_m}
+    elif job["kernel"] == "decode_combine":
+        constexprs = {"HEAD_DIM": job["head_dim"], "BLOCK_S": block_m}
+    elif job["kernel"].startswith("decode"):
+        constexprs = {"HEAD_DIM": job["head_dim"], "BLOCK_N": block_n, "PAGED": job["kernel"] == "decode_paged",
+                      "PAGE": DECODE_PAGE}
     else:
         constexprs = {"HEAD_DIM": job["head_dim"], "BLOCK_M": block_m}
         if job["kernel"] != "preprocess":
@@ -102,7 +113,7 @@ def _source(job: dict):
             signature[arg] = "fp32"
         else:
             signature[arg] = "i32"
-            if arg.startswith("stride_"):  # multiples of D >= 16 for (B, H, N, D) tensors
+            if arg.startswith("stride_") and arg not in NOT_ALIGNED:  # multiples of D >= 16 for (B, H, N, D)
                 attrs[(i,)] = [["tt.divisibility", 16]]
     return ASTSource(fn, signature, constexprs=constexprs, attrs=attrs)
 
@@ -258,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labkit compile-check", description=__doc__.split("\n")[0])
     parser.add_argument("--arch", default=",".join(map(str, ARCH_CCS)),
                         help="compute capabilities, comma-separated (default: %(default)s)")
+    parser.add_argument("--kernels", default=",".join(KERNELS),
+                        help="kernels, comma-separated (default: all, %(default)s)")
     parser.add_argument("--json", metavar="FILE", help="write the list of records to FILE")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--summary", metavar="FILE", help="format the records of an earlier --json FILE "
@@ -294,8 +307,11 @@ def main(argv: list[str] | None = None) -> int:
         unknown = [args.arch]
     if unknown:
         parser.error(f"--arch: unknown {unknown}; choose from {','.join(map(str, ARCH_CCS))}")
+    kernels = args.kernels.split(",")
+    if set(kernels) - set(KERNELS):
+        parser.error(f"--kernels: unknown {sorted(set(kernels) - set(KERNELS))}; choose from {','.join(KERNELS)}")
     start = time.perf_counter()
-    records = run_jobs(jobs(archs), args.workers)
+    records = run_jobs(jobs(archs, kernels=tuple(kernels)), args.workers)
     print(summary(records))
     print(f"{len(records)} configurations compiled in {time.perf_counter() - start:.0f} s")
     if args.json:

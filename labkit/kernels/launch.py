@@ -145,6 +145,29 @@ def preprocess_config(arch: Arch | None, dtype: torch.dtype, head_dim: int, caus
     return Config(c.block_m, num_warps=c.num_warps)
 
 
+def decode_config(arch: Arch | None, dtype: torch.dtype, head_dim: int, causal: bool = False) -> Config:
+    """decode_partials_kernel: BLOCK_N cache positions per tile (one query: a row of dot products, no tl.dot)."""
+    check_dtype(arch, dtype, "flash_decode")
+    if arch is None:  # interpreter: small tiles, several per chunk in the tests
+        return Config(1, 16, 4, 1)
+    return Config(1, 32 if head_dim == 128 else 64, 4, 1 if arch.small_shared else 2)
+
+
+def decode_splits(arch: Arch | None, programs: int, tiles: int) -> int:
+    """Chunks per head: on a GPU enough for about four programs per SM (flash-decoding's point at small
+    batch), never more chunks than tiles; in the interpreter 4."""
+    if arch is None:
+        return min(4, tiles)
+    sms = torch.cuda.get_device_properties(0).multi_processor_count if device.HAS_CUDA else 132
+    return max(1, min(tiles, -(-4 * sms // programs)))
+
+
+def combine_config(arch: Arch | None, dtype: torch.dtype, head_dim: int, causal: bool = False) -> Config:
+    """decode_combine_kernel: BLOCK_S chunk states per head (the widest the wrapper launches)."""
+    check_dtype(arch, dtype, "flash_decode")
+    return Config(64, 0, 4, 1)
+
+
 # Softmax blocks the wrappers can launch: the largest of each num_warps class (the most
 # registers), up to the fused kernel's widest row and the online kernel's widest block.
 SOFTMAX_BLOCKS = (1024, 2048, 32768)
@@ -155,6 +178,9 @@ ATTENTION_CONFIGS = {
     "preprocess": preprocess_config,
     "dkdv": dkdv_config,
     "dq": dq_config,
+    "decode": decode_config,
+    "decode_paged": decode_config,
+    "decode_combine": combine_config,
 }
 
 

@@ -26,16 +26,16 @@ QUIET = {
         "Python loops": [0.0057, None, None], "row-vectorised": [0.0404, 0.177, None],
         "rank-1 updates": [0.214, 1.15, 1.4], "blocked LU (labkit)": [0.197, 2.01, 14.9],
         "LAPACK getrf (scipy)": [5.76, 18.5, 31.9]}},
-    # notebook 10's committed run (2026-12-08, the same machine, load 1.3)
-    "10.decode_linear": {"slope": 0.92},
-    "10.cache_speedup": {"speedups": [1.38, 1.68, 2.04]},
+    # notebook 10's committed run (2026-12-08, the same machine, load 1.9)
+    "10.decode_linear": {"slope": 0.96},
+    "10.cache_speedup": {"speedups": [1.35, 1.64, 2.05]},
 }
 
 
 @pytest.mark.parametrize("name, values", [
     ("10.decode_linear", {"slope": 0.4}),  # a cache that fits in a CPU cache: time grows slower than N
     ("10.decode_linear", {"slope": 1.6}),
-    ("10.cache_speedup", {"speedups": [1.4, 1.2, 1.0]}),  # a speed-up that shrinks with the prefix
+    ("10.cache_speedup", {"speedups": [1.4, 1.2, 1.1]}),  # hardly faster at the longest prefix
     ("10.cache_speedup", {"speedups": [0.9, 0.95, 1.0]}),  # no speed-up at all
 ])
 def test_notebook_10_claims_reject_what_contradicts_them(name, values):

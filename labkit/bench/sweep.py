@@ -75,11 +75,12 @@ def _synchronize() -> None:
         torch.cuda.synchronize()
 
 
-def interleaved(fns: dict[str, Callable[[], Any]], rep: int) -> dict[str, float]:
-    """Median seconds of each function, timed in ``rep`` rounds that call each once in turn.
+def interleaved(fns: dict[str, Callable[[], Any]], rep: int, best: bool = False) -> dict[str, float]:
+    """Median seconds of each function (the fastest with ``best``), timed in ``rep`` rounds that call each once in turn.
 
     The machine's load changes every function alike, so their ratios are fair on a busy machine.
-    Each function is called once untimed first (the warm-up).
+    ``best`` takes each function's least disturbed round instead: for short CPU-bound calls a load only ever
+    adds time, so the minimum is the steadier estimate. Each function is called once untimed first (the warm-up).
     """
     if rep < 1:
         raise ValueError(f"interleaved: need rep >= 1, got {rep}")
@@ -89,7 +90,7 @@ def interleaved(fns: dict[str, Callable[[], Any]], rep: int) -> dict[str, float]
     for _ in range(rep):
         for name, fn in fns.items():
             times[name].append(time_fn(fn, warmup=0, rep=1))
-    return {name: statistics.median(t) for name, t in times.items()}
+    return {name: (min(t) if best else statistics.median(t)) for name, t in times.items()}
 
 
 def reason(err: BaseException) -> str:

@@ -122,6 +122,14 @@ def test_interleaved_medians_and_bad_rep(monkeypatch):
         sweep([1], [Provider("a", lambda n: n)], lambda n: (n,), rep=0)
 
 
+def test_interleaved_best_takes_each_functions_fastest_round(monkeypatch):
+    advance = fake_clock(monkeypatch)
+    durations = iter([0.5, 0.01, 0.2, 0.01, 0.002, 0.01, 0.3, 0.01])  # warm-ups, then 3 rounds of (a, b)
+    calls = {"a": lambda: advance(next(durations)), "b": lambda: advance(next(durations))}
+    t = interleaved(calls, 3, best=True)
+    assert t == pytest.approx({"a": 0.002, "b": 0.01})  # the median of a would be 0.2
+
+
 @pytest.mark.skipif(bench.peak_memory(lambda: None) is None, reason="no peak-memory measurement here")
 def test_memory_is_the_peak_of_one_call():
     results = sweep([16, 64], [Provider("alloc", lambda mib: torch.ones(mib * 2**18).sum())],

@@ -63,16 +63,21 @@ def _lengths(lengths, B: int, N: int, device, fn: str) -> torch.Tensor:
     return lengths.to(device=device, dtype=torch.int64)
 
 
-def check_decode_inputs(q, k, v, lengths, fn: str):
-    """(B, H, H_kv, N, D, lengths) after checking q (B, H, D) and k, v (B, H_kv, N, D) with H a multiple of H_kv."""
+def _query_and_pair(q, k, v, names: tuple[str, str], layout: str, fn: str) -> None:
+    """q a floating (B, H, D) tensor; k and v floating tensors of one 4-D shape, ``layout``."""
     check_tensor(q, "q", fn=fn, floating=True)
-    check_tensor(k, "k", fn=fn, floating=True)
-    check_tensor(v, "v", fn=fn, floating=True)
+    for name, t in zip(names, (k, v)):
+        check_tensor(t, name, fn=fn, floating=True)
     if q.dim() != 3:
         raise ValueError(f"{fn}: q must have shape (B, H, D), one query per head, got {tuple(q.shape)}")
     if k.dim() != 4 or k.shape != v.shape:
-        raise ValueError(f"{fn}: k and v must both have shape (B, H_kv, N, D), got {tuple(k.shape)} and "
+        raise ValueError(f"{fn}: {names[0]} and {names[1]} must both have shape {layout}, got {tuple(k.shape)} and "
                          f"{tuple(v.shape)}")
+
+
+def check_decode_inputs(q, k, v, lengths, fn: str):
+    """(B, H, H_kv, N, D, lengths) after checking q (B, H, D) and k, v (B, H_kv, N, D) with H a multiple of H_kv."""
+    _query_and_pair(q, k, v, ("k", "v"), "(B, H_kv, N, D)", fn)
     B, H, D = q.shape
     if k.shape[0] != B or k.shape[3] != D:
         raise ValueError(f"{fn}: the cache must match q's batch {B} and head dim {D}, got k {tuple(k.shape)}")
@@ -91,14 +96,8 @@ def check_decode_inputs(q, k, v, lengths, fn: str):
 def check_paged_inputs(q, k_pages, v_pages, block_table, lengths, fn: str):
     """(B, H, H_kv, P, D, lengths) after checking q (B, H, D), pages (num_pages, H_kv, P, D) and the block table:
     an integer (B, max_pages) tensor whose pages within each sequence's length exist."""
-    check_tensor(q, "q", fn=fn, floating=True)
-    for name, t in (("k_pages", k_pages), ("v_pages", v_pages), ("block_table", block_table)):
-        check_tensor(t, name, fn=fn)
-    if q.dim() != 3:
-        raise ValueError(f"{fn}: q must have shape (B, H, D), one query per head, got {tuple(q.shape)}")
-    if k_pages.dim() != 4 or k_pages.shape != v_pages.shape:
-        raise ValueError(f"{fn}: k_pages and v_pages must both be (num_pages, H_kv, P, D), got "
-                         f"{tuple(k_pages.shape)} and {tuple(v_pages.shape)}")
+    _query_and_pair(q, k_pages, v_pages, ("k_pages", "v_pages"), "(num_pages, H_kv, P, D)", fn)
+    check_tensor(block_table, "block_table", fn=fn)
     B, H, D = q.shape
     num_pages, H_kv, P, _ = k_pages.shape
     if k_pages.shape[3] != D or H % H_kv:

@@ -4,6 +4,8 @@ lists it among its candidates), "generic" (a true rule or observation that singl
 the tests, given only the mistake in its author's words and the hint (issue 20)."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -17,3 +19,15 @@ def verdict(exercise: str, mistake: str, hint: str) -> str | None:
     """The reader's verdict on this hint for this mistake, or None when nobody has read it."""
     judged = JUDGEMENTS.get(f"{exercise} | {mistake} | {hint}")
     return judged["verdict"] if judged else None
+
+
+def hint_of(exercise: str, fn) -> str:
+    """The hint check.<exercise> gives fn ('' when it passes), its pass line swallowed."""
+    from labkit import check
+    from labkit.check.core import CheckFailed
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            getattr(check, exercise)(fn)
+    except CheckFailed as err:
+        return err.hint or "(no hint)"
+    return ""

@@ -12,29 +12,16 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
-import io
 
 import labkit  # noqa: F401
 import wrong_answers_blind_a
 import wrong_answers_blind_b
 import wrong_answers_decoding
 import wrong_answers_fresh
-from hint_verdicts import verdict
-from labkit import check
-from labkit.check.core import CheckFailed
+from hint_verdicts import hint_of, verdict
 
 SETS = {"fresh": wrong_answers_fresh.WRONG, "blind": wrong_answers_blind_a.WRONG + wrong_answers_blind_b.WRONG,
         "notebook 10": wrong_answers_decoding.WRONG}
-
-
-def hint_of(exercise: str, fn) -> str:
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            getattr(check, exercise)(fn)
-    except CheckFailed as err:
-        return err.hint or "(no hint)"
-    return ""
 
 
 def main() -> None:

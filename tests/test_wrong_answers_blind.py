@@ -18,22 +18,10 @@ import verify_blind_a
 import verify_blind_b
 import wrong_answers_blind_a
 import wrong_answers_blind_b
-from hint_verdicts import UNREAD, verdict
-from labkit import check
-from labkit.check.core import CheckFailed
+from hint_verdicts import UNREAD, hint_of, verdict
 
 WRONG = [(f"a{i}", w) for i, w in enumerate(wrong_answers_blind_a.WRONG)] + \
     [(f"b{i}", w) for i, w in enumerate(wrong_answers_blind_b.WRONG)]
-
-
-def hint_of(exercise: str, fn) -> str:
-    """The hint check.<exercise> gives fn ('' when it passes)."""
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            getattr(check, exercise)(fn)
-    except CheckFailed as err:
-        return err.hint or "(no hint)"
-    return ""
 
 
 @pytest.mark.parametrize("i, wrong", WRONG, ids=[i for i, _ in WRONG])

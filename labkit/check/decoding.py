@@ -85,15 +85,17 @@ def kv_cache_bytes() -> Checker:
              hint="every sequence of the batch has its own cache: multiply by batch"),
         Case("no tokens yet", (32, 8, 128, 0), hint="an empty cache holds 0 bytes"),
     ]
-    f64 = {"dtype": torch.float64}  # K only gives 1/2 of the size, a fixed 2 bytes 1/4, elements 1/8: all apart
+    # float64: K only gives 1/2 of the size, a fixed 2 bytes 1/4, elements 1/8, all apart; 3 layers and 5 KV heads,
+    # so that a slip on layers or heads (2 / layers) gives none of these
+    f64 = {"dtype": torch.float64}
     probes = [
-        Probe("K only? (float64)", (2, 3, 16, 10), f64, "the cache holds K and V: 2 tensors of layers · kv_heads · "
+        Probe("K only? (float64)", (3, 5, 16, 10), f64, "the cache holds K and V: 2 tensors of layers · kv_heads · "
               "head_dim entries per token", _formula(lambda p: 0.5)),
-        Probe("elements? (float64)", (2, 3, 16, 10), f64, "that counts elements, not bytes: multiply by the bytes "
+        Probe("elements? (float64)", (3, 5, 16, 10), f64, "that counts elements, not bytes: multiply by the bytes "
               "per element, torch.empty((), dtype=dtype).element_size() (8 for float64)", _formula(lambda p: 0.125)),
         Probe("bits?", (2, 3, 16, 10), {}, "bytes, not bits: an element of float16 is 2 bytes (16 bits)",
               _formula(lambda p: 8)),
-        Probe("dtype? (float64)", (2, 3, 16, 10), f64, "the element size comes from dtype "
+        Probe("dtype? (float64)", (3, 5, 16, 10), f64, "the element size comes from dtype "
               "(torch.empty((), dtype=dtype).element_size()): float64 is 8 bytes, not float16's 2",
               _formula(lambda p: 0.25)),
         Probe("batch?", (2, 3, 16, 10), {"batch": 5}, "each of the batch's sequences has its own cache: "
@@ -431,9 +433,11 @@ def flash_decode_triton() -> Checker:
               _sim("no scale")),
         Probe("one chunk of 4 tiles", args, one, "a score is the dot product of q with one key, a sum over the head "
               "dim (axis 1 of the (BLOCK_N, D) tile), not over the tile's positions", _sim("wrong axis")),
-        Probe("one chunk of 4 tiles", args, one, "inf or NaN: the running max is the usual cause; m_new = "
-              "tl.maximum(m_i, tl.max(s, 0)) (the running max, not the tile's own), p = exp2(s - m_new) against the "
-              "new max (m_i is -inf on the first tile), and m_i = m_new at the end of every step", _not_finite),
+        Probe("one chunk of 4 tiles", args, one, "inf or NaN came out of the loop: check each update in turn: "
+              "m_new = tl.maximum(m_i, tl.max(s, 0)) (the running max, not the tile's own), alpha = exp2(m_i - m_new), "
+              "p = exp2(s - m_new) against the new max (m_i is -inf on the first tile), l_i = l_i * alpha + "
+              "tl.sum(p, 0), acc = acc * alpha + tl.sum(p[:, None] * v, 0), and m_i = m_new at the end of every step",
+              _not_finite),
     ]
     return Checker("flash_decode_triton", cases, _expected, probes, compare=compare_outputs,
                    prepare=on_course_device)

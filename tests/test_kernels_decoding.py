@@ -76,3 +76,7 @@ def test_the_configs_compile_check_builds_for_decoding():
     assert all(j["causal"] is None for j in jobs)  # a single query has no causal mask
     assert launch.decode_config(None, torch.float32, 16).block_n == 16  # the interpreter's tiles
     assert launch.decode_splits(None, 8, 3) == 3 and launch.decode_splits(None, 8, 10) == 4
+    h100 = launch.Arch(90, launch.ARCHS[90].shared_limit, "H100", sms=132)
+    assert launch.decode_splits(h100, 8, 1000) == 66  # four programs per SM: 4 * 132 / (B * H = 8)
+    assert launch.decode_splits(h100, 1024, 1000) == 1 and launch.decode_splits(h100, 8, 10) == 10
+    assert launch.decode_splits(launch.ARCHS[90], 8, 1000) == 4  # a table entry: the SM count is not known

@@ -40,14 +40,13 @@ def _inputs(size, dtype):
     q = torch.randn(B, HEADS, HEAD_DIM, generator=g).to(device.DEVICE, dtype)
     k = torch.randn(B, KV_HEADS, N, HEAD_DIM, generator=g).to(device.DEVICE, dtype)
     v = torch.randn(B, KV_HEADS, N, HEAD_DIM, generator=g).to(device.DEVICE, dtype)
-    pages_k = k.view(B, KV_HEADS, N // PAGE, PAGE, HEAD_DIM).permute(0, 2, 1, 3, 4).reshape(-1, KV_HEADS, PAGE,
-                                                                                            HEAD_DIM)
-    pages_v = v.view(B, KV_HEADS, N // PAGE, PAGE, HEAD_DIM).permute(0, 2, 1, 3, 4).reshape(-1, KV_HEADS, PAGE,
-                                                                                            HEAD_DIM)
+    def paged(x):  # (B, H_kv, N, D) -> (B * N / PAGE, H_kv, PAGE, D), sequence by sequence
+        pages = x.view(B, KV_HEADS, N // PAGE, PAGE, HEAD_DIM).permute(0, 2, 1, 3, 4)
+        return pages.reshape(-1, KV_HEADS, PAGE, HEAD_DIM)
     order = torch.randperm(B * (N // PAGE), generator=g)  # pages out of order, as a free list hands them out
     table = torch.empty_like(order)
     table[order] = torch.arange(len(order))
-    pages_k, pages_v = pages_k[order].contiguous(), pages_v[order].contiguous()
+    pages_k, pages_v = paged(k)[order].contiguous(), paged(v)[order].contiguous()
     table = table.view(B, N // PAGE).to(device.DEVICE, torch.int32)
     lengths = torch.full((B,), N, dtype=torch.int64, device=device.DEVICE)
     return q, k, v, lengths, pages_k, pages_v, table
@@ -108,4 +107,5 @@ def run(args: argparse.Namespace) -> str:
     text = f"{machine}\n\n" + print_table(
         f"One decoding step, H = {HEADS} query heads, H_kv = {KV_HEADS}, D = {HEAD_DIM}, {args.dtype}",
         ["size", "provider", "ms", "cache GB/s", "time / SDPA's"], rows)
-    return text + "\n" + memory_table() + "".join(f"\n{line}" for line in notes(results, lambda s: f"B={s[0]}, N={s[1]}"))
+    skipped = notes(results, lambda s: f"B={s[0]}, N={s[1]}")
+    return text + "\n" + memory_table() + "".join(f"\n{line}" for line in skipped)

@@ -129,8 +129,8 @@ class Probe:
     """An input that isolates one property, and the test that says the student's function violates it.
 
     ``violated(outcome, probe)`` returns a non-empty observation (or True) when the property fails
-    on this input; ``hint`` then names the mistake. Isolating probes are examined in order, then
-    (``isolates=False``) the property probes, whose hint states a property and no cause. A probe sees an
+    on this input; ``hint`` then names the mistake. Isolating probes are examined in order, then the
+    property probes (``evidence.property_only``), whose hint states a property and no cause. A probe sees an
     exception or a NaN output only when its ``violated`` is marked to (labkit.check.evidence). A probe
     with a ``control`` speaks only when the function is right on the control (the same input without the
     feature the probe tests: small values for an overflow probe), so its mistake is the feature's.
@@ -141,7 +141,6 @@ class Probe:
     kwargs: dict
     hint: str
     violated: Callable[["Outcome", "Probe"], Any]
-    isolates: bool = True
     control: tuple | None = None  # arguments on which the function must be right for this probe to speak
 
     def __post_init__(self) -> None:

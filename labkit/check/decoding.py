@@ -16,6 +16,7 @@ from labkit.check.core import Case, Checker, Probe, agrees, checker, clone, comp
 from labkit.check.evidence import overflow, reads
 from labkit.check.kernel_runs import on_course_device
 from labkit.kernels import launch
+from labkit.kernels.decoding import chunking
 
 GARBAGE = 50.0  # what a recycled page holds past a sequence's end: keys that would dominate any softmax
 
@@ -182,9 +183,11 @@ def _lse_without_max(m, l, acc):  # noqa: E741
     return o, lse - m.amax(-1)
 
 
-@overflow
-def _nonfinite(o, p):
+def _inf_or_nan(o, p):
     return not all(torch.isfinite(t).all() for t in o.value) and "o or lse holds inf or NaN"
+
+
+_nonfinite = overflow(lambda o, p: _inf_or_nan(o, p))  # speaks only when right on the same states scaled down
 
 
 @checker
@@ -255,7 +258,8 @@ def _paged_args(B, H, H_kv, D, lengths, page, seed, dtype=torch.float32, pages_i
 def _paged_twin(*, rows: str = "own", swap: bool = False, extra: int = 0, lengths: str = "own",
                 permute: bool = True, heads: str = "group", default_scale: str = "sqrt"):
     """A paged attention with one mistake: another row or order of the block table, page and slot swapped, a length
-    off by ``extra``, lengths ignored or whole pages read, a reshape for the permute, the GQA map h % H_kv, scale 1/D."""
+    off by ``extra``, lengths ignored or whole pages read, a reshape for the permute, the GQA map h % H_kv, or
+    scale 1/D."""
     def run(q, k_pages, v_pages, block_table, lens, scale=None):
         B, P = q.shape[0], k_pages.shape[2]
         n = int(lens.max()) + extra
@@ -342,10 +346,7 @@ def _simulate(q, k, v, lengths=None, scale=None, num_splits=None, *, mistake: st
     lengths = torch.full((B,), N) if lengths is None else lengths
     scale = 1 / math.sqrt(D) if scale is None else scale
     block = launch.decode_config(launch.current_arch(), q.dtype, D).block_n
-    tiles = -(-N // block)
-    splits = min(num_splits or launch.decode_splits(launch.current_arch(), B * H, tiles), tiles)
-    chunk = -(-tiles // splits) * block
-    splits = -(-N // chunk)
+    chunk, splits = chunking(num_splits, B * H, N, block)  # the kernels' own split of the cache
     ninf = torch.tensor(-math.inf, dtype=torch.float64)
     m = torch.full((B, H, splits), -math.inf, dtype=torch.float64)
     l, acc = torch.zeros(B, H, splits, dtype=torch.float64), torch.zeros(B, H, splits, D, dtype=torch.float64)
@@ -387,11 +388,6 @@ def _expected(q, k, v, lengths=None, scale=None, num_splits=None):
 
 def _sim(mistake):
     return twin(lambda *a, **kw: _simulate(*a, **kw, mistake=mistake), first_only=True)
-
-
-@reads("nan")
-def _not_finite(o, p):
-    return not all(torch.isfinite(t).all() for t in o.value) and "o or lse holds inf or NaN"
 
 
 @checker
@@ -437,7 +433,7 @@ def flash_decode_triton() -> Checker:
               "m_new = tl.maximum(m_i, tl.max(s, 0)) (the running max, not the tile's own), alpha = exp2(m_i - m_new), "
               "p = exp2(s - m_new) against the new max (m_i is -inf on the first tile), l_i = l_i * alpha + "
               "tl.sum(p, 0), acc = acc * alpha + tl.sum(p[:, None] * v, 0), and m_i = m_new at the end of every step",
-              _not_finite),
+              reads("nan")(_inf_or_nan)),
     ]
     return Checker("flash_decode_triton", cases, _expected, probes, compare=compare_outputs,
                    prepare=on_course_device)

@@ -11,7 +11,7 @@ A probe names a mistake only from an outcome that can show it. Two outcomes show
   stored and one computed as 0/0 look alike; a probe reads NaN only when it says so (``reads("nan")``),
   as the overflow probes do.
 
-A probe made with ``isolates=False`` states a property, not a cause: it is heard only after every
+A probe whose ``violated`` is marked ``property_only`` states a property, not a cause: it is heard only after every
 isolating probe and the NaN observation. Introduced in notebook 00.
 """
 from __future__ import annotations
@@ -65,7 +65,7 @@ def property_only(violated: Callable) -> Callable:
 
 def isolates(probe: Any) -> bool:
     """Whether a probe's hint may name a mistake (heard before the NaN observation and the property probes)."""
-    return probe.isolates and not getattr(probe.violated, "property_only", False)
+    return not getattr(probe.violated, "property_only", False)
 
 
 def can_read(violated: Callable, outcome: Any, reference: Callable[[], Any]) -> bool:

@@ -106,7 +106,7 @@ def _device_and_head_dim(q, fn: str) -> None:
         raise ValueError(f"{fn}: compiled Triton kernels need CUDA tensors, got {q.device}")
 
 
-def _splits(num_splits, programs: int, n: int, block_n: int) -> tuple[int, int]:
+def chunking(num_splits, programs: int, n: int, block_n: int) -> tuple[int, int]:
     """(chunk, splits): chunks of a whole number of BLOCK_N tiles, at most MAX_SPLITS of them."""
     tiles = -(-n // block_n)
     if num_splits is None:
@@ -119,7 +119,7 @@ def _splits(num_splits, programs: int, n: int, block_n: int) -> tuple[int, int]:
 def _run(q, k, v, lengths, block_table, page, scale, num_splits, H_kv, n_max):
     B, H, D = q.shape
     config = launch.decode_config(launch.current_arch(), q.dtype, D, False)
-    chunk, splits = _splits(num_splits, B * H, n_max, config.block_n)
+    chunk, splits = chunking(num_splits, B * H, n_max, config.block_n)
     m = torch.empty(B * H * splits, dtype=torch.float32, device=q.device)
     l = torch.empty_like(m)  # noqa: E741
     acc = torch.empty(B * H * splits, D, dtype=torch.float32, device=q.device)

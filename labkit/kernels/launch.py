@@ -28,6 +28,7 @@ class Arch:
     cc: int  # compute capability as major * 10 + minor: 75, 80, 86, 89, 90, 120
     shared_limit: int  # bytes of shared memory one block may use (opt-in maximum)
     name: str = ""
+    sms: int = 0  # streaming multiprocessors of the GPU at hand (0 for a table entry: not known)
 
     @property
     def has_bf16(self) -> bool:
@@ -82,7 +83,7 @@ def current_arch() -> Arch | None:
     cc = 10 * major + minor
     known = ARCHS.get(cc, Arch(cc, 99 * KIB))
     limit = getattr(props, "shared_memory_per_block_optin", 0) or known.shared_limit
-    return Arch(cc, int(limit), props.name)
+    return Arch(cc, int(limit), props.name, props.multi_processor_count)
 
 
 def check_dtype(arch: Arch | None, dtype: torch.dtype, name: str) -> None:
@@ -155,11 +156,10 @@ def decode_config(arch: Arch | None, dtype: torch.dtype, head_dim: int, causal: 
 
 def decode_splits(arch: Arch | None, programs: int, tiles: int) -> int:
     """Chunks per head: on a GPU enough for about four programs per SM (flash-decoding's point at small
-    batch), never more chunks than tiles; in the interpreter 4."""
-    if arch is None:
+    batch), never more chunks than tiles; in the interpreter, or where the SM count is not known, 4."""
+    if arch is None or not arch.sms:
         return min(4, tiles)
-    sms = torch.cuda.get_device_properties(0).multi_processor_count if device.HAS_CUDA else 132
-    return max(1, min(tiles, -(-4 * sms // programs)))
+    return max(1, min(tiles, -(-4 * arch.sms // programs)))
 
 
 def combine_config(arch: Arch | None, dtype: torch.dtype, head_dim: int, causal: bool = False) -> Config:

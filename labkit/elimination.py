@@ -14,14 +14,15 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from scipy.linalg.blas import dtrsm
+from scipy.linalg.blas import dger, dscal, dswap, dtrsm, idamax
 from threadpoolctl import ThreadpoolController
 
 from labkit.contracts import ArgumentTypeError, check_int, check_matrix, check_positive_int, check_vector
 
 PIVOTING = ("none", "partial", "complete")
 BLOCK = 256  # panel width of the blocked LU
-PANEL_LEAF = 8  # panel columns this few are factored by rank-1 steps, more recursively
+PANEL_LEAF = 16  # panel columns this few are factored by rank-1 steps, more recursively
+SOLVE_LEAF = 64  # triangular solves this small call dtrsm, larger ones split in halves
 
 
 # ---------------------------------------------------------------- validation
@@ -209,44 +210,80 @@ def _trsm(T: np.ndarray, B: np.ndarray, lower: bool, unit: bool) -> np.ndarray:
 _BLAS = None  # threadpoolctl's view of the BLAS libraries numpy and scipy loaded (found once)
 
 
-def _recursive_lu(P: np.ndarray, piv: np.ndarray, k0: int, k1: int, col0: int) -> None:
-    """Toledo's recursive LU of columns k0..k1-1 (rows k0..) of the panel P, in place.
+def _leaf_lu(lu: np.ndarray, piv: np.ndarray, k0: int, k1: int, c0: int, c1: int) -> None:
+    """Rank-1 LU steps on columns k0..k1-1 (rows k0..) of lu, on a column-major copy of them.
+
+    One BLAS-1/2 call per task and column, so Python does little per column: idamax finds the
+    pivot, dswap swaps two rows (in the copy and in lu's columns c0..c1-1), dscal divides the
+    multipliers by the pivot, dger does the rank-1 update of the copy's later columns. dger
+    needs a contiguous matrix, so it updates whole columns, with zero multipliers above row j.
+    """
+    n, m, w = lu.shape[1], lu.shape[0] - k0, k1 - k0
+    L = np.array(lu[k0:, k0:k1], order="F")
+    f = L.T.reshape(-1)  # the same memory, column after column: BLAS-1 calls index into it
+    lf = lu.reshape(-1)
+    x = np.zeros(m)  # the multipliers of the current column, zero in the rows above them
+    for j in range(w):
+        top = j * m + j  # f[top]: diagonal entry of column j
+        p = j + idamax(f, m - j, top)
+        pivot = f[top + p - j]
+        if pivot == 0.0:
+            raise _singular(k0 + j)
+        piv[k0 + j] = k0 + p
+        if p != j:
+            dswap(f, f, w, j, m, p, m)
+            dswap(lf, lf, c1 - c0, (k0 + j) * n + c0, 1, (k0 + p) * n + c0, 1)
+        if j + 1 < m:
+            dscal(1.0 / pivot, f, m - j - 1, top + 1)
+        if j + 1 < w:
+            x[j + 1:] = f[top + 1:top + m - j]
+            x[j] = 0.0
+            dger(-1.0, x, L[j, j + 1:], a=L[:, j + 1:], overwrite_a=1)
+    lu[k0:, k0:k1] = L
+
+
+def _solve_rows(lu: np.ndarray, k0: int, k1: int, c0: int, c1: int) -> None:
+    """lu[k0:k1, c0:c1] <- L_11^{-1} lu[k0:k1, c0:c1], L_11 the unit lower triangle of lu[k0:k1, k0:k1].
+
+    Recursive, like the LU: solve with the top half of the triangle, subtract its product with
+    the rows below (a matrix product, faster than dtrsm), solve with the bottom half. Triangles
+    of at most ``SOLVE_LEAF`` rows go to dtrsm, as X^T = B^T L_11^{-T} (the triangle on the
+    right: the faster form for lu's row-major blocks).
+    """
+    if k1 - k0 > SOLVE_LEAF:
+        h = (k0 + k1) // 2
+        _solve_rows(lu, k0, h, c0, c1)
+        lu[h:k1, c0:c1] -= lu[h:k1, k0:h] @ lu[k0:h, c0:c1]
+        _solve_rows(lu, h, k1, c0, c1)
+        return
+    X = dtrsm(1.0, lu[k0:k1, k0:k1].T, lu[k0:k1, c0:c1].T, side=1, lower=0, diag=1)
+    lu[k0:k1, c0:c1] = X.T
+
+
+def _recursive_lu(lu: np.ndarray, piv: np.ndarray, k0: int, k1: int, c0: int, c1: int) -> None:
+    """Toledo's recursive LU of columns k0..k1-1 (rows k0..) of lu, in place.
 
     Split the columns in halves: factor the left half, U_12 = L_11^{-1} A_12 (triangular
-    solve), A_22 -= L_21 U_12 (matrix product), factor the bottom right. Nearly all flops become
-    matrix products; leaves of ``PANEL_LEAF`` columns use rank-1 steps. Pivots swap whole rows
-    of P; piv holds P's row indices. col0: where P's column 0 sits in the whole matrix.
+    solve), A_22 -= L_21 U_12 (matrix product), factor the right half. Nearly all flops become
+    matrix products; leaves of at most ``PANEL_LEAF`` columns use rank-1 steps (``_leaf_lu``).
+    Pivots swap rows of lu's columns c0..c1-1 (the panel, or the whole matrix), as they are found.
     """
     if k1 - k0 <= PANEL_LEAF:
-        _rank1_steps(P, piv, k0, k1, k1, col0)
+        _leaf_lu(lu, piv, k0, k1, c0, c1)
         return
-    h = (k0 + k1) // 2
-    _recursive_lu(P, piv, k0, h, col0)
-    P[k0:h, h:k1] = _trsm(P[k0:h, k0:h], P[k0:h, h:k1], lower=True, unit=True)
-    P[h:, h:k1] -= P[h:, k0:h] @ P[k0:h, h:k1]
-    _recursive_lu(P, piv, h, k1, col0)
+    h = k0 + max(PANEL_LEAF, (k1 - k0) // 2 // PANEL_LEAF * PANEL_LEAF)  # leaves stay whole
+    _recursive_lu(lu, piv, k0, h, c0, c1)
+    _solve_rows(lu, k0, h, h, k1)
+    lu[h:, h:k1] -= lu[h:, k0:h] @ lu[k0:h, h:k1]
+    _recursive_lu(lu, piv, h, k1, c0, c1)
 
 
-def _factor_panel(lu: np.ndarray, piv: np.ndarray, k: int, e: int) -> None:
-    """LU of the tall panel lu[k:, k:e] on a column-major copy (its columns contiguous).
-
-    Rows are swapped inside the panel only; ``_swap_rows`` carries the swaps to other columns.
-    """
-    P = np.asfortranarray(lu[k:, k:e])  # (n-k, e-k)
-    local = piv[k:e] - k
-    _recursive_lu(P, local, 0, e - k, col0=k)
-    piv[k:e] = local + k
-    lu[k:, k:e] = P
-
-
-def _swap_rows(lu: np.ndarray, piv: np.ndarray, k: int, e: int, cols: slice) -> None:
-    """Apply the row swaps piv[k:e] to lu[:, cols] with one gather (at most 2(e-k) rows move)."""
-    perm = np.arange(k, lu.shape[0])
-    for j in range(k, e):
-        i = piv[j] - k
-        perm[j - k], perm[i] = perm[i], perm[j - k]
-    rows = np.flatnonzero(perm != np.arange(k, lu.shape[0]))
-    lu[rows + k, cols] = lu[perm[rows], cols]
+def _swap_rows(lu: np.ndarray, piv: np.ndarray, k: int, e: int, c0: int, c1: int) -> None:
+    """Apply the row swaps piv[k:e] to lu[:, c0:c1], one dswap per swap (rows are contiguous)."""
+    n, lf = lu.shape[1], lu.reshape(-1)
+    for j in range(k, e) if c1 > c0 else ():
+        if piv[j] != j:
+            dswap(lf, lf, c1 - c0, j * n + c0, 1, int(piv[j]) * n + c0, 1)
 
 
 def _update(lu: np.ndarray, k: int, e: int, c0: int, c1: int) -> None:
@@ -263,12 +300,15 @@ def lu_factor(A, block: int = BLOCK):
     flops while each tile is reused from cache: the same idea as FlashAttention's tiles.
     Look-ahead: the next panel's columns are updated first, so the next panel is factored (one
     thread, many small steps) while the rest of the update runs, in column chunks, on the other
-    cores: as many threads in all as BLAS had, each BLAS call on one.
-    Returns (lu, piv) for ``lu_solve`` or ``scipy.linalg.lu_solve``. Introduced in notebook 08.
+    cores: as many threads in all as BLAS had, each BLAS call on one. With one BLAS thread the
+    chunks run in turn, so the factors are the same bits whatever the thread count; block >= n
+    is one Toledo recursion over the whole matrix. lu is row-major, so a row swap is one
+    contiguous dswap. Returns (lu, piv) for ``lu_solve`` or ``scipy.linalg.lu_solve``.
+    Introduced in notebook 08.
     """
     global _BLAS
     block = check_positive_int(block, "block", fn="lu_factor")
-    lu = check_matrix(A, "A")
+    lu = np.ascontiguousarray(check_matrix(A, "A"))
     n = lu.shape[0]
     piv = np.arange(n, dtype=np.int32)
     if _BLAS is None:
@@ -276,22 +316,22 @@ def lu_factor(A, block: int = BLOCK):
     threads = min((lib["num_threads"] for lib in _BLAS.info()), default=1)
     with _BLAS.limit(limits=1), ThreadPoolExecutor(max(1, threads - 1)) as pool:
         e = min(block, n)
-        _factor_panel(lu, piv, 0, e)
-        _swap_rows(lu, piv, 0, e, slice(e, n))
+        _recursive_lu(lu, piv, 0, e, 0, e)
+        _swap_rows(lu, piv, 0, e, e, n)
         for k in range(0, n - block, block):
             e, e2 = k + block, min(k + 2 * block, n)
-            lu[k:e, e:] = _trsm(lu[k:e, k:e], lu[k:e, e:], lower=True, unit=True)
+            _solve_rows(lu, k, e, e, n)
             _update(lu, k, e, e, e2)  # the next panel's columns first
             chunks = [(c, min(c + block, n)) for c in range(e2, n, block)]
             jobs = [pool.submit(_update, lu, k, e, *c) if threads > 1 else None for c in chunks]
-            _factor_panel(lu, piv, e, e2)  # ... so it is factored while the jobs run
+            _recursive_lu(lu, piv, e, e2, e, e2)  # ... so it is factored while the jobs run
             for job, c in zip(jobs[::-1], chunks[::-1]):
                 if job is None or job.cancel():  # one thread, or not started yet: do it here
                     _update(lu, k, e, *c)
                 else:
                     job.result()  # waits, and re-raises anything the job raised
-            _swap_rows(lu, piv, e, e2, slice(0, e))
-            _swap_rows(lu, piv, e, e2, slice(e2, n))
+            _swap_rows(lu, piv, e, e2, 0, e)
+            _swap_rows(lu, piv, e, e2, e2, n)
     return lu, piv
 
 

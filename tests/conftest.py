@@ -42,10 +42,13 @@ def pytest_terminal_summary(terminalreporter):
     mutants = [item for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", [])
                for key, value in getattr(report, "user_properties", []) if key == "mutation" for item in value]
     if mutants:
-        caught = sum(status != "accepted" for status, _ in mutants)
-        excused = sum(status == "accepted" and ok for status, ok in mutants)
+        caught = sum(status != "accepted" for status, _, _ in mutants)
+        excused = sum(status == "accepted" and ok for status, ok, _ in mutants)
+        said = [v or "unread" for status, _, v in mutants if status == "rejected"]
         _LAST_LINES.append(f"MUTANTS (a fifth of tests/mutation.py's): {caught} of {len(mutants)} rejected, {excused} "
-                           f"accepted as equivalent or allowed by the spec, {len(mutants) - caught - excused} let through")
+                           f"accepted as equivalent or allowed by the spec, {len(mutants) - caught - excused} let "
+                           f"through; their hints as read (tests/mutant_judgements.json): " +
+                           ", ".join(f"{said.count(k)} {k}" for k in ("names", "generic", "misleading", "unread")))
     verdicts: dict[str, dict[str, int]] = {}
     for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", []):
         for key, (which, said) in (p for p in getattr(report, "user_properties", []) if p[0] == "hint_verdict"):

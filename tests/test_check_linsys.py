@@ -225,7 +225,7 @@ gs_reports_zero = gs_solver(info_when_done=0)
 
 
 WRONG = [
-    (check.back_substitution, back_sub_forward_order, "wrong order"),
+    (check.back_substitution, back_sub_forward_order, "the rows solved from the first one down"),
     (check.back_substitution, back_sub_no_division, "divide by the diagonal"),
     (check.back_substitution, back_sub_float16, "float64"),
     (check.gaussian_elimination, ge_without_pivoting, "no pivoting"),

@@ -49,6 +49,22 @@ def test_the_zip_has_setup_and_run_at_its_root_and_no_solution_anywhere(autograd
         assert not leaked, (name, sorted(leaked)[:3])
 
 
+def test_only_the_wheels_sources_leave_the_clone(tmp_path):
+    """A clone that grades its class holds submissions and grades beside the course: none goes into the zip."""
+    root = tmp_path / "clone"
+    for name in (*gradescope.WHEEL_SOURCES, "submissions/alice", "attack-submissions-1/c1", ".venv/lib"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        if name.endswith((".toml", ".md")):
+            (root / name).write_text("x")
+        else:
+            (root / name).mkdir(parents=True, exist_ok=True)
+            (root / name / "07_x.ipynb").write_text("a student's work")
+    gradescope.copy_wheel_sources(root, tmp_path / "course")
+    copied = {p.relative_to(tmp_path / "course").as_posix() for p in (tmp_path / "course").rglob("*")}
+    assert copied == {"pyproject.toml", "README.md", "labkit", "labkit/07_x.ipynb", "data", "data/07_x.ipynb",
+                      "notebooks"}
+
+
 @pytest.mark.needs("bubblewrap")
 def test_run_autograder_grades_a_submission_into_results_json(autograder, tmp_path):
     home = tmp_path / "autograder"

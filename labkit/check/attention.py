@@ -6,6 +6,7 @@ whether they sum to 1, and of which scores they are the softmax.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -59,6 +60,12 @@ def spread(n_q: int, n_kv: int, D: int, *, seed: int) -> tuple[torch.Tensor, tor
     """q, k (1, 1, N, D) whose scaled scores have a standard deviation 0.8: every weight is visible."""
     q, k, _ = qkv(1, 1, n_q, n_kv, D, seed=seed, scale=0.9)
     return q, k
+
+
+def without_mask(probe: Probe) -> Probe:
+    """A causal probe whose control is the same input with causal=False: it speaks only when the function is right
+    without the mask, so that what it sees is the mask's doing (not a wrong load or a wrong softmax)."""
+    return dataclasses.replace(probe, control=probe.args, control_kwargs={**probe.kwargs, "causal": False})
 
 
 def weights_probe(label: str, n_q: int, n_kv: int, D: int, hint: str, violated, *, seed: int,
@@ -121,7 +128,7 @@ def rows_not_one(P: torch.Tensor) -> str:
 
 def fit_scale(P: torch.Tensor, G: torch.Tensor) -> float | None:
     """c with P = softmax(c · G) row by row, or None when P is no softmax of a multiple of G."""
-    if not (torch.isfinite(P).all() and (P > 0).all()):
+    if not (torch.isfinite(P).all() and (P > 0).all()) or rows_not_one(P):  # a softmax's rows sum to 1
         return None
     y = P.log() - P.log().mean(-1, keepdim=True)
     x = G - G.mean(-1, keepdim=True)
@@ -140,6 +147,13 @@ def default_scale(probe) -> float:
 
 
 # -------------------------------------------------------------- what each probe judges
+
+
+def _softmax_over_size_one_dim(o, p):
+    P = weights(o, p)
+    B, H = p.args[0].shape[:2]
+    return (B == 1 or H == 1) and bool(((P - 1).abs() < 1e-6).all()) and \
+        f"every weight is 1 (batch {B}, heads {H})"
 
 
 def _softmax_over_queries(o, p):
@@ -189,9 +203,11 @@ def _scale_unused(o, p):
 
 
 def scale_wrong(o, p):
+    """The weights are softmax(c · q kᵀ) for a c other than the scale; c ≈ 0 (every key weighs the same) is no
+    evidence of a scale: scores lost or all equal do that too."""
     c = fit_scale(weights(o, p), raw_scores(p))
     right = default_scale(p)
-    return c is not None and abs(c - right) > 1e-4 * right and \
+    return c is not None and abs(c - right) > 1e-4 * right and abs(c) > 0.05 * right and \
         f"your weights are softmax({c:.4g} · q kᵀ), the scale is {right:.4g}"
 
 
@@ -273,10 +289,17 @@ def _wrong_keys(o, p):
     return first_difference(seen, causal_pattern(seen.shape[0], "j <= i"), weights(o, p))
 
 
-@reads("nan")
 def _masked_after_softmax(o, p):
-    seen, P = attends(o, p), weights(o, p)
-    return bool((seen == causal_pattern(seen.shape[0], "j <= i")).all()) and rows_not_one(P)
+    """The weights are the unmasked softmax (over the keys a tiled loop reaches, if tiled) with the future keys'
+    weights then set to 0, not renormalised."""
+    P = weights(o, p)
+    n = P.shape[0]
+    keep = causal_pattern(n, "j <= i")
+    twins = [reference_weights(p, causal=False) * keep]
+    if probe_blocks(p):
+        s = raw_scores(p) * default_scale(p)
+        twins.append(torch.softmax(s.masked_fill(~reached(n, *probe_blocks(p)), -math.inf), -1) * keep)
+    return any(close(P, t) for t in twins) and rows_not_one(P)
 
 
 @overflow
@@ -295,6 +318,8 @@ SCALE_D = ("the scores were scaled by 1/D where the default is 1/sqrt(D): either
 SCALE_IGNORED = "use the `scale` argument when it is given; 1/sqrt(D) is only the default (scale=None)"
 SCALE = "scale the scores by `scale` (1/sqrt(D) when scale=None) before the softmax"
 AXIS = "softmax over the keys (the last dim, dim=-1), so that each query's weights sum to 1, not over the queries"
+AXIS_SIZE_ONE = ("softmax over the keys (the last dim, dim=-1): every weight is 1, the softmax of a dim of size 1 "
+                 "here (dim=0 or dim=1, the batch or the head dim)")
 ROWS = "each query's weights over the keys must sum to 1"
 DIAG = "causal mask off by one: query i must see key i itself (mask only j > i, e.g. triu(diagonal=1))"
 LATE = "causal mask off by one: query i must not see key i + 1 (mask every j > i)"
@@ -314,6 +339,7 @@ def input_probes(n_q: int, n_kv: int, D: int, seed: int, **tiles) -> list[Probe]
         return weights_probe("one-hot values", n_q, n_kv, D, hint, violated, seed=seed, **tiles, **kw)
     return [
         probe(AXIS, _softmax_over_queries),
+        probe(AXIS_SIZE_ONE, _softmax_over_size_one_dim),
         probe(ROWS, _rows_do_not_sum_to_one),
         probe(K_T, not_q_kt),
         weights_probe("one-hot values, N = D (a k not transposed still multiplies)", D, D, D, K_T, not_q_kt,
@@ -328,9 +354,9 @@ def input_probes(n_q: int, n_kv: int, D: int, seed: int, **tiles) -> list[Probe]
 
 
 def causal_probes(n: int, D: int, seed: int, blocks=probe_blocks, **tiles) -> list[Probe]:
-    def probe(hint, violated):
-        return weights_probe("causal, one-hot values", n, n, D, hint, violated, seed=seed, causal=True,
-                             **tiles)
+    def probe(hint, violated):  # each speaks only when the function is right without the mask
+        return without_mask(weights_probe("causal, one-hot values", n, n, D, hint, violated, seed=seed, causal=True,
+                                          **tiles))
     return [probe(IGNORED_MASK, _mask_ignored), probe(MINUS_INF, _future_keys_kept),
             probe(DIAG, _support_is("j < i", blocks)), probe(LATE, _support_is("j <= i + 1", blocks)),
             probe(FLIPPED, _support_is("j >= i", blocks)), probe(MASK_BEFORE, _masked_after_softmax)]
@@ -374,7 +400,7 @@ def naive_attention() -> Checker:
         ],
         reference=ref.naive_attention,
         probes=[*input_probes(5, 7, 8, seed=40), *causal_probes(7, 8, seed=41),
-                Probe("causal", (*spread(7, 7, 8, seed=41), one_hot_values(7, 8)), {"causal": True},
-                      CAUSAL, _wrong_keys),
+                without_mask(Probe("causal", (*spread(7, 7, 8, seed=41), one_hot_values(7, 8)), {"causal": True},
+                                   CAUSAL, _wrong_keys)),
                 large_scores_probe()],
     )

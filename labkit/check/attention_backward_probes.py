@@ -298,7 +298,8 @@ HINTS = {
     "tile softmax": f"a softmax over one key tile normalises over that tile only: {P_LSE}",
     "tile max": f"P is built from each key tile's own max: {P_LSE}, which already holds the max and the log-sum",
     "row max": f"the row max alone leaves P unnormalised: {P_LSE} (lse = max + log of the row sum)",
-    "P != exp(S - lse)": f"P is not softmax(S) (its rows must sum to 1 over the keys): {P_LSE}; with "
+    "P != exp(S - lse)": "P is not softmax(S) (its rows must sum to 1 over the keys): either S is off (S = "
+                         f"scale · Q Kᵀ, scaled once, by multiplying) or P is not rebuilt from it: {P_LSE}; with "
                          "causal=True, the mask of the forward pass (global indices: key j hidden from query i when "
                          "j > i, not tile-local ones)",
     "no mask": "causal mask missing in the backward: P must be 0 for keys j > i, so mask S with -inf "

@@ -118,8 +118,8 @@ def flash_hbm_accesses() -> Checker:
         Case("N = 1 (one query, one key)", (1, 16, 1024), hint=hint_count),
     ]
 
-    def probe(label, args, hint, violated) -> Probe:
-        return Probe(label, args, {}, hint, violated)
+    def probe(label, args, hint, violated, control=None) -> Probe:
+        return Probe(label, args, {}, hint, violated, control)
 
     theta = "the paper's Θ(N²d²/M) is a bound on the growth, not the count: count each access exactly"
     probes = [
@@ -172,7 +172,7 @@ def flash_hbm_accesses() -> Checker:
               "T_c = ⌈N/B_c⌉: the partial last key tile still costs a whole pass over Q, O, l, m "
               "(use math.ceil or -(-N // B_c), not N // B_c)",
               _matches(lambda N, d, M: count_with(N, d, M, t_c=N // math.ceil(M / (4 * d))),
-                       "one key tile fewer")),
+                       "one key tile fewer"), control=(800, 64, 51200)),  # whole tiles: right unless B_c is off
         probe("N = 1100, d = 64, M = 51200", PAPER,
               "a partial last tile moves only its actual rows: count min(B, N - start) rows, not a full tile",
               _matches(lambda *a: count_with(*a, ragged=False), "partial tiles counted at full size")),

@@ -8,8 +8,8 @@ import torch
 from labkit import attention as ref
 from labkit.check.attention import (AXIS, CAUSAL, attends, causal_pattern, causal_probes, close, exact_attention,
                                     first_difference, input_probes, large_scores_probe, nonfinite, one_hot_values,
-                                    output_of, qkv, reached, rising, rows_not_one, shown, spread, tiers, weights,
-                                    weights_probe)
+                                    output_of, qkv, reached, reference_weights, rising, rows_not_one, shown, spread,
+                                    tiers, weights, weights_probe, without_mask)
 from labkit.check.evidence import property_only, reads
 from labkit.check.core import Case, Checker, Probe, checker
 
@@ -22,27 +22,30 @@ def _blocks(p) -> tuple[int, int]:
 
 
 def _last_query_tile_missing(o, p):
+    """The rows of the last partial query tile are wrong (not weights summing to 1) while all the others are right."""
     P = weights(o, p)
     n_q, (bq, _) = P.shape[0], _blocks(p)
     start = n_q // bq * bq
-    sums = P.sum(-1)
-    ok = (sums - 1).abs() < 1e-3
-    return 0 < start < n_q and bool(ok[:start].all()) and not ok[start:].any() and \
+    ok = (P.sum(-1) - 1).abs() < 1e-3
+    return 0 < start < n_q and close(P[:start], reference_weights(p)[:start]) and not ok[start:].any() and \
         f"rows {start}..{n_q - 1} of o (the last, partial query tile) are {shown(output_of(o)[start:, 0])}"
 
 
 def _last_key_tile_missing(o, p):
-    """The last partial key tile gets weight 0, or the same weight for all its keys (its scores left at 0)."""
+    """The weights are those of the keys before the last partial key tile alone (the tile skipped), or of scores
+    left at 0 for its keys (the tile never scored): each compared with the whole weight matrix."""
     P = weights(o, p)
     n_kv, (_, bk) = P.shape[1], _blocks(p)
     start = n_kv // bk * bk
-    if not (0 < start < n_kv and bool(torch.isfinite(P).all()) and bool((P[:, :start] > 0).all())):
+    if not 0 < start < n_kv:
         return False
-    tail = P[:, start:]
-    if (tail == 0).all():
+    s = _scores(p)
+    skipped = torch.cat([torch.softmax(s[:, :start], -1), torch.zeros_like(s[:, start:])], -1)
+    if close(P, skipped):
         return f"keys {start}..{n_kv - 1} (the last, partial key tile) get weight 0"
-    return n_kv - start > 1 and bool(((tail - tail[:, :1]).abs() < 1e-7).all()) and \
-        f"keys {start}..{n_kv - 1} (the last, partial key tile) all get the same weight, as if never scored"
+    unscored = torch.softmax(torch.cat([s[:, :start], torch.zeros_like(s[:, start:])], -1), -1)
+    return close(P, unscored) and \
+        f"keys {start}..{n_kv - 1} (the last, partial key tile) weigh as if their scores were 0, never computed"
 
 
 def _softmax_per_key_tile(o, p):
@@ -282,9 +285,10 @@ def _flash_probes() -> list[Probe]:
         *causal_probes(11, D, seed=52, block_q=4, block_k=3)[5:],
         falling("large scores, rising by key tile", [60.0, 0.0, 120.0], OVERFLOW),
         falling("the max in the first key tile, the rest 100 lower", [0.0, -100.0, -100.0], RUNNING_MAX),
-        Probe("causal", (*spread(11, 11, D, seed=52), one_hot_values(11, D)),
-              {"causal": True, "block_q": 4, "block_k": 3}, CAUSAL, property_only(lambda o, p: first_difference(
-                  attends(o, p), causal_pattern(11, "j <= i"), weights(o, p)))),
+        without_mask(Probe("causal", (*spread(11, 11, D, seed=52), one_hot_values(11, D)),
+                           {"causal": True, "block_q": 4, "block_k": 3}, CAUSAL, property_only(
+                               lambda o, p: first_difference(attends(o, p), causal_pattern(11, "j <= i"),
+                                                             weights(o, p))))),
         probe(LSE_MAX, lse_rule("without max")),
         probe(LSE, lse_rule("any")),
     ]

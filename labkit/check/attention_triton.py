@@ -13,9 +13,9 @@ import math
 import torch
 
 from labkit import attention as ref
-from labkit.check.attention import (ROWS, attends, causal_pattern, causal_probes, exact_attention, first_difference,
+from labkit.check.attention import (attends, causal_pattern, causal_probes, exact_attention, first_difference,
                                     nonfinite, not_q_kt, qkv, rising, rows_not_one, scale_ratio, scale_wrong, tiers,
-                                    weights, weights_probe)
+                                    weights, weights_probe, without_mask)
 from labkit.check.attention_tiles import factor_rule, lse_rule, tile_pattern
 from labkit.check.evidence import property_only
 from labkit.check.kernel_runs import on_course_device
@@ -124,6 +124,9 @@ RUNNING_MAX = ("the running max must never decrease: m_new = tl.maximum(m_i, tl.
                "max, alpha = exp2(m_i - m_new) overflows when a later tile's scores are far lower")
 LSE = ("o is right but lse is not: the epilogue computes lse = (m_i + log2(l_i)) · ln 2, so m_i must be the "
        "running max of the log2-unit scores s and l_i the sum of exp2(s - m_i)")
+ROWS_SEEN = ("with one-hot values (v = I) row i of o is query i's weights over the keys, and these rows do not sum "
+             "to 1: either the weights are off (p, acc, l_i or the division by l_i) or V's tile is not loaded as it is, "
+             "v_base + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vd")
 CAUSAL = "causal: query i attends to keys 0..i only (keep offs_n[None, :] <= offs_m[:, None], the rest -inf)"
 
 
@@ -147,7 +150,7 @@ def _probes() -> list[Probe]:
     return [
         padded(PADDED, _padded_keys_count),
         tiled(NOT_DIVIDED, "not divided"),
-        padded(ROWS, property_only(lambda o, p: rows_not_one(weights(o, p)))),
+        padded(ROWS_SEEN, property_only(lambda o, p: rows_not_one(weights(o, p)))),
         padded(K_T, not_q_kt),
         padded(NATURAL_EXP, scale_ratio(LOG2E, "the scale is")),
         padded(LOG2E_LOST, scale_ratio(math.log(2), "the scale is")),
@@ -162,8 +165,8 @@ def _probes() -> list[Probe]:
         tiled(NOTHING_RESCALED, "both"),
         tiled(FIRST_ONLY, "first tile only"),
         tiled(RESCALE, "any"),
-        causal(CAUSAL, property_only(lambda o, p: first_difference(attends(o, p), causal_pattern(40, "j <= i"),
-                                                                   weights(o, p)))),
+        without_mask(causal(CAUSAL, property_only(
+            lambda o, p: first_difference(attends(o, p), causal_pattern(40, "j <= i"), weights(o, p))))),
         falling("large scores, rising by key tile", [60.0, 0.0, 120.0], OVERFLOW),
         falling("the max in the first key tile, the rest 100 lower", [0.0, -100.0, -100.0], RUNNING_MAX),
         padded(LSE, lse_rule("any")),

@@ -23,7 +23,7 @@ import torch
 from labkit.check import evidence
 from labkit.check.evidence import RAISED, can_read, nan_seen
 from labkit.check.tolerance import assert_close
-from labkit.kernels.guard import memory_fault
+from labkit.kernels.guard import fresh_memory_is_nan, memory_fault
 
 PASS = "✔ {name}: {n}/{n} cases passed"
 SEED_ENV = "LABKIT_CHECK_SEED"  # set by `labkit grade --seed N`: other random inputs, the same properties
@@ -133,7 +133,8 @@ class Probe:
     property probes (``evidence.property_only``), whose hint states a property and no cause. A probe sees an
     exception or a NaN output only when its ``violated`` is marked to (labkit.check.evidence). A probe
     with a ``control`` speaks only when the function is right on the control (the same input without the
-    feature the probe tests: small values for an overflow probe), so its mistake is the feature's.
+    feature the probe tests: small values for an overflow probe, causal=False for a mask probe, given as
+    ``control_kwargs``), so its mistake is the feature's.
     """
 
     label: str
@@ -142,6 +143,11 @@ class Probe:
     hint: str
     violated: Callable[["Outcome", "Probe"], Any]
     control: tuple | None = None  # arguments on which the function must be right for this probe to speak
+    control_kwargs: dict | None = None  # the control's keyword arguments, when not the probe's own
+
+    @property
+    def control_input(self) -> tuple[tuple, dict]:
+        return self.control, self.kwargs if self.control_kwargs is None else self.control_kwargs
 
     def __post_init__(self) -> None:
         if self.control is None and hasattr(self.violated, "control"):  # evidence.overflow
@@ -223,13 +229,14 @@ def student_frames(err: BaseException) -> str:
 
 
 def evaluate(fn: Callable, args: tuple, kwargs: dict) -> Outcome:
-    """Run ``fn`` on copies of the arguments and describe what it did, as data."""
+    """Run ``fn`` on copies of the arguments and describe what it did, as data; torch's fresh memory is NaN meanwhile."""
     calls: list = []
     recorder = lambda *a, **k: calls.append(clone(a[0] if len(a) == 1 and not k else a))  # noqa: E731
     call_args = tuple(recorder if a is RECORD else clone(a) for a in args)
     call_kwargs = {k: recorder if v is RECORD else clone(v) for k, v in kwargs.items()}
     try:
-        value = fn(*call_args, **call_kwargs)
+        with fresh_memory_is_nan():  # an element never written reads NaN, the same on every run
+            value = fn(*call_args, **call_kwargs)
     except (Exception, SystemExit) as err:  # noqa: BLE001 - a student's code may raise anything, sys.exit() too
         if is_not_implemented(err):
             return Outcome(not_implemented=True)
@@ -286,7 +293,7 @@ class Checker:
     def inputs(self) -> list[tuple[tuple, dict]]:
         """Every input the student's function is run on: the cases, the probes, then the probes' controls."""
         return [(c.args, c.kwargs) for c in self.cases] + [(p.args, p.kwargs) for p in self.probes] + \
-            [(p.control, p.kwargs) for p in self.probes if p.control is not None]
+            [p.control_input for p in self.probes if p.control is not None]
 
     def _control_index(self, j: int) -> int:
         """The index in inputs() of probe j's control."""
@@ -366,7 +373,8 @@ class Checker:
     def _right_on(self, got: Outcome, probe: Probe) -> bool:
         """Whether the function was right on the probe's control."""
         try:
-            expected = self.reference(*clone(probe.control), **clone(probe.kwargs))
+            args, kwargs = probe.control_input
+            expected = self.reference(*clone(args), **clone(kwargs))
         except Exception:  # noqa: BLE001
             return False
         return got.ok and agrees(got.value, expected, self.compare)

@@ -2,7 +2,7 @@
 states, attention through a paged cache's block table, and the split-K kernel's inner loop in Triton.
 
 Each named mistake is a twin: the mistake written out, run on the probe's input; a probe names it only when
-the student's result agrees with the twin's there (labkit.check.evidence). The caches hold garbage (large
+the student's result agrees with the twin's there (labkit.check.twins). The caches hold garbage (large
 values) past every sequence's length, as a recycled page does, so reading past a length shows.
 """
 from __future__ import annotations
@@ -12,30 +12,14 @@ import math
 import torch
 
 from labkit import decoding as ref
-from labkit.check.core import Case, Checker, Probe, agrees, checker, clone, compare_outputs, is_number
+from labkit.check.core import Case, Checker, Probe, checker, compare_outputs, is_number
+from labkit.check.twins import twin
 from labkit.check.evidence import overflow, reads
 from labkit.check.kernel_runs import on_course_device
 from labkit.kernels import launch
 from labkit.kernels.decoding import chunking
 
 GARBAGE = 50.0  # what a recycled page holds past a sequence's end: keys that would dominate any softmax
-
-
-def twin(mistake, first_only: bool = False):
-    """violated(): the result agrees with ``mistake(*args)``'s (only its first output when ``first_only``). A twin
-    whose outputs are all inf or NaN is no evidence: every such mistake would agree with it."""
-    @reads("nan", "shape")
-    def violated(o, p):
-        want = mistake(*clone(p.args), **clone(p.kwargs))
-        got = o.value
-        if first_only:
-            got, want = (got[0] if isinstance(got, (tuple, list)) else got), want[0]
-        leaves = want if isinstance(want, (tuple, list)) else (want,)
-        if all(torch.is_tensor(t) and not torch.isfinite(t).any() for t in leaves):
-            return False
-        return agrees(got, want)
-    violated.mistake = mistake  # the twin itself, for the tests: each is a real mistake, named by its own hint
-    return violated
 
 
 def _cache(B, H, H_kv, N, D, lengths, seed, dtype=torch.float32, fall=None):
@@ -212,17 +196,18 @@ def combine_partials() -> Checker:
     mean = "o is not the mean of the chunks' own outputs: a chunk's weight is e^(m_s − M) l_s, its share of the sum"
     probes = [
         Probe("5 chunks", args, {}, "the chunk states were added as they are: each was summed against its own "
-              "max m_s, so weigh it by e^(m_s − M) before adding, acc and l alike", twin(_no_weights, True)),
-        Probe("5 chunks", args, {}, mean, twin(_mean_of_outputs, True)),
-        Probe("5 chunks", args, {}, mean, twin(_mean_of_filled, True)),
+              "max m_s, so weigh it by e^(m_s − M) before adding, acc and l alike",
+              twin(_no_weights, first_only=True)),
+        Probe("5 chunks", args, {}, mean, twin(_mean_of_outputs, first_only=True)),
+        Probe("5 chunks", args, {}, mean, twin(_mean_of_filled, first_only=True)),
         Probe("5 chunks, two of them empty", args, {}, "each chunk's output acc_s / l_s is 0/0 = NaN for an empty "
               "chunk: weigh acc_s itself, o = Σ e^(m_s − M) acc_s / Σ e^(m_s − M) l_s", twin(_normalised_first)),
         Probe("5 chunks", args, {}, "the weights e^(m_s − M) multiply l_s too: o = Σ w_s acc_s / Σ w_s l_s",
-              twin(_weights_without_l, True)),
+              twin(_weights_without_l, first_only=True)),
         Probe("5 chunks", args, {}, "sum over the chunk axis S (dim=-2 of acc), not over the head dim D: o has "
-              "shape (B, H, D)", twin(_over_head_dim, True)),
+              "shape (B, H, D)", twin(_over_head_dim, first_only=True)),
         Probe("5 chunks", args, {}, "the denominator must weigh l_s as the numerator weighs acc_s: "
-              "Σ_s e^(m_s − M) l_s", twin(_l_not_weighed, True)),
+              "Σ_s e^(m_s − M) l_s", twin(_l_not_weighed, first_only=True)),
         Probe("5 chunks", args, {}, "the exponent's sign is flipped: weigh chunk s by e^(m_s − M) <= 1, not "
               "e^(M − m_s)", twin(_sign_flipped)),
         Probe("5 chunks", args, {}, "lse is a natural log: M + log Σ e^(m_s − M) l_s (torch.log, not log2)",

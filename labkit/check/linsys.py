@@ -13,9 +13,10 @@ import warnings
 import numpy as np
 
 from labkit import elimination
-from labkit.check.evidence import property_only, reads
+from labkit.check.evidence import reads
 from labkit.check.core import NUMPY_DTYPE_HINT, Case, Checker, DtypeMismatch, Outcome, Probe, checker, rng_seed
 from labkit.check.tolerance import assert_close
+from labkit.check.twins import twin
 
 
 def _rng(seed: int) -> np.random.Generator:
@@ -52,13 +53,16 @@ def near(x, y) -> bool:
 
 
 def show(x) -> str:
-    """A short print of a vector for a probe's observation."""
-    return np.array2string(np.asarray(x, dtype=np.float64), precision=4, separator=", ")
+    """A short print of a vector for a probe's observation, the same whatever numpy's print options are."""
+    with np.printoptions(precision=4, suppress=True, floatmode="maxprec", linewidth=75):  # whatever the caller set
+        return np.array2string(np.asarray(x, dtype=np.float64), separator=", ")
 
 
-def differs_from(expected):
-    """violated(): the observation 'x = ..., expected ...' when the result differs from ``expected``."""
-    @reads("error", "nan")  # the input isolates the property: whatever the function does on it is evidence
+def differs_from(expected, errors: bool = False):
+    """violated(): the observation 'x = ..., expected ...' when the result differs from ``expected``. A NaN there is
+    evidence; an error only with ``errors``, for a probe whose control is the same system in another row order
+    (``_pivoted``): a function right there that raises here fails on the row order alone."""
+    @reads("nan", *(("error",) if errors else ()))
     def violated(outcome, probe):
         if outcome.error:
             return f"raised {outcome.error}"
@@ -77,6 +81,40 @@ def equals_formula(formula, what: str):
 
 # ---------------------------------------------------------------- back substitution
 _U2, _Y2 = np.array([[2.0, 1.0], [0.0, 4.0]]), np.array([4.0, 8.0])  # x = [1, 2]
+_U3, _Y3 = np.array([[2.0, 1.0, -1.0], [0.0, 4.0, 2.0], [0.0, 0.0, 5.0]]), np.array([3.0, 7.0, 10.0])
+
+
+def same_x(out, expected) -> None:
+    """A twin's comparison for a solution vector: same shape, about 6 digits (``near``)."""
+    if not near(np.asarray(out, dtype=np.float64), expected):
+        raise AssertionError("differs")
+
+
+def _bs_rows(U, y, rows, divide: bool = True, start=None):
+    """Back substitution's update x_i = (x_i - sum_{j>i} u_ij x_j) / u_ii over ``rows`` in that order, from
+    x = ``start`` (y itself unless given): the twins of its mistakes."""
+    U, y = np.asarray(U, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    x = y.copy() if start is None else start
+    for i in rows:
+        x[i] = (y[i] - U[i, i + 1:] @ x[i + 1:]) / (U[i, i] if divide else 1.0)
+    return x
+
+
+def _bs_undivided(U, y):
+    return _bs_rows(U, y, range(len(y) - 1, -1, -1), divide=False)
+
+
+def _bs_upward(U, y):
+    return _bs_rows(U, y, range(len(y)))
+
+
+def _bs_diagonal_only(U, y):
+    """x_i = y_i / u_ii: the sum left out, or the rows solved from the top on x = 0 (the same result)."""
+    return _bs_rows(U, y, range(len(y)), start=np.zeros(len(y)))
+
+
+def _bs_row0_skipped(U, y):
+    return _bs_rows(U, y, range(len(y) - 1, 0, -1))
 
 
 @checker
@@ -105,19 +143,21 @@ def back_substitution() -> Checker:
               "only the upper triangle of U may be read (below it may hold anything, e.g. L's "
               "multipliers): x_i = (y_i - sum_{j>i} u_ij x_j) / u_ii, j > i only",
               differs_from(_Y2), control=(np.eye(2), _Y2)),
-        Probe("[[2, 1], [0, 4]], y = [4, 8]: x_1 = 8/4", (_U2, _Y2), {},
+        Probe("3 x 3: divided by u_ii", (_U3, _Y3), {},
               "forgot to divide by the diagonal entry u_ii: x_i = (y_i - sum_{j>i} u_ij x_j) / u_ii",
-              lambda o, p: f"x_1 = {as_vector(o)[1]:g} = y_1, not y_1 / u_11 = 2"
-              if as_vector(o)[1] == _Y2[1] else ""),
-        Probe("[[2, 1], [0, 4]], y = [4, 8]: x_0 needs x_1", (_U2, _Y2), {},
+              twin(_bs_undivided, compare=same_x, seen="x equals back substitution without the division by u_ii")),
+        Probe("3 x 3: from the last row up", (_U3, _Y3), {},
               "wrong order: back substitution starts from the LAST row (x_n-1 = y_n-1 / u_n-1,n-1) "
               "and goes up, because row i needs x_j for j > i",
-              lambda o, p: f"x_0 = {as_vector(o)[0]:g} = y_0 / u_00, as if x_1 were still 0"
-              if as_vector(o)[0] == _Y2[0] / _U2[0, 0] else ""),
-        Probe("[[2, 1], [0, 4]], y = [4, 8]: row 0 solved", (_U2, _Y2), {},
+              twin(_bs_upward, compare=same_x, seen="x equals the rows solved from the first one down")),
+        Probe("3 x 3: the sum over j > i", (_U3, _Y3), {},
+              "x_i = y_i / u_ii: the sum over j > i is missing, either left out or computed while every x_j was "
+              "still 0 (the rows solved from the first one down, on x = zeros): x_i = (y_i - sum_{j>i} u_ij x_j) "
+              "/ u_ii, from the last row up", twin(_bs_diagonal_only, compare=same_x)),
+        Probe("3 x 3: row 0 solved", (_U3, _Y3), {},
               "row 0 was not solved (x_0 = y_0 left as it was): the loop must run down to i = 0, "
               "e.g. range(n - 1, -1, -1)",
-              lambda o, p: f"x_0 = {as_vector(o)[0]:g} = y_0" if as_vector(o)[0] == _Y2[0] else ""),
+              twin(_bs_row0_skipped, compare=same_x, seen=f"x_0 = y_0 = {_Y3[0]:g}, the other rows right")),
     ]
     return Checker("back_substitution", cases, elimination.back_substitution, probes,
                    prepare=quiet, dtype_hint=NUMPY_DTYPE_HINT)
@@ -154,6 +194,19 @@ def _pivoted(system, order):
     a function right there and wrong on the probe errs in its pivot search or its swap."""
     A, b = system
     return A[order], b[order]
+
+
+def _ge_signed_pivot(A, b):
+    """The twin of a pivot search by signed value: elimination with the row of the largest a_ik (not |a_ik|)."""
+    A, b = np.array(A, dtype=np.float64), np.array(b, dtype=np.float64)
+    n = len(b)
+    for k in range(n - 1):
+        p = k + int(np.argmax(A[k:, k]))
+        A[[k, p]], b[[k, p]] = A[[p, k]], b[[p, k]]
+        m = A[k + 1:, k] / A[k, k]
+        A[k + 1:, k:] -= np.outer(m, A[k, k:])
+        b[k + 1:] -= m * b[k]
+    return _bs_rows(A, b, range(n - 1, -1, -1))
 
 
 @reads("error", "nan")
@@ -220,21 +273,22 @@ def gaussian_elimination() -> Checker:
               equals_formula(_ge_b_not_swapped, "which solves A x = b with b's rows not swapped")),
         Probe("tiny pivot at step 0", (np.array([[1e-20, 1.0], [1.0, 1.0]]), np.array([1.0, 2.0])), {},
               "no pivoting: the tiny pivot 1e-20 was used; at step k swap in the row with the largest "
-              "|a_ik|, i >= k (partial pivoting)", differs_from(np.ones(2)),
+              "|a_ik|, i >= k (partial pivoting)", differs_from(np.ones(2), errors=True),
               control=_pivoted((np.array([[1e-20, 1.0], [1.0, 1.0]]), np.array([1.0, 2.0])), [1, 0])),
         Probe("largest |a_i0| is negative", (np.array([[1e-20, 1.0], [-1.0, 1.0]]), np.array([1.0, 0.0])), {},
               "the pivot is the entry of largest ABSOLUTE value: compare |a_ik|, not a_ik (here the "
-              "largest is -1)", differs_from(np.ones(2)),
+              "largest is -1)", twin(_ge_signed_pivot, compare=same_x, seen="x equals elimination whose pivot is "
+                                                                            "the largest signed a_ik"),
               control=(np.array([[1e-20, 1.0], [1.0, 1.0]]), np.array([1.0, 2.0]))),  # the same, the -1 made +1
         Probe("swap needed at step 1 only", (np.array([[1.0, 0, 0], [0, 1e-20, 1], [0, 1, 1]]),
                                              np.array([1.0, 1, 2])), {},
               "only step 1 needs a swap here, and x is wrong: at step k search column k over the rows i >= k, "
               "row k itself included, for the largest |a_ik|; a search in column 0, or over the rows after k only, "
-              "picks another row", differs_from(np.ones(3)),
+              "picks another row", differs_from(np.ones(3), errors=True),
               control=_pivoted((np.array([[1.0, 0, 0], [0, 1e-20, 1], [0, 1, 1]]), np.array([1.0, 1, 2])), [0, 2, 1])),
         Probe("pivot a column search finds, a row search does not", row_search, {},
               "pivot searched along the pivot row: partial pivoting compares |a_ik| DOWN column k "
-              "(rows i >= k) and swaps rows", differs_from(np.array([3.0, 1.0, 2.0])),
+              "(rows i >= k) and swaps rows", differs_from(np.array([3.0, 1.0, 2.0]), errors=True),
               control=_pivoted(row_search, [2, 0, 1])),
     ]
     return Checker("gaussian_elimination", cases, elimination.gaussian_elimination, probes,
@@ -274,6 +328,12 @@ def _lu_probe(test):
         ref_lu, ref_piv = elimination.lu_factor(*probe.args)
         return test(np.asarray(lu, dtype=np.float64), piv, ref_lu, ref_piv)
     return violated
+
+
+def in_pivot_order(A: np.ndarray) -> tuple[np.ndarray]:
+    """A probe's control: A with its rows already in partial pivoting's final order, so that no step swaps; a
+    function right there and wrong on A itself errs in its pivot search or its swaps."""
+    return (A[_permutation(elimination.lu_factor(A)[1])],)
 
 
 def _permutation(piv: np.ndarray) -> np.ndarray:
@@ -334,14 +394,15 @@ def lu_factor() -> Checker:
               "no pivoting: at step k swap in the row with the largest |a_ik| (i >= k) and record "
               "it in piv[k]",
               _lu_probe(lambda lu, piv, _, ref: f"piv = {piv.tolist()}, expected {ref.tolist()}"
-                        if np.array_equal(piv, np.arange(len(ref))) else "")),
+                        if np.array_equal(piv, np.arange(len(ref))) else ""), control=in_pivot_order(A3)),
         Probe("the largest |a_p0| is negative", (_SIGNED,), {},
               "the pivot is the entry of largest ABSOLUTE value: compare |a_pk|, not a_pk (here the largest is -5)",
               _lu_probe(lambda lu, piv, _, ref: f"piv[0] = {int(piv[0])}, the row of the largest signed entry; "
-                        f"expected {int(ref[0])}" if int(piv[0]) == 1 else "")),
+                        f"expected {int(ref[0])}" if int(piv[0]) == 1 else ""),
+              control=(np.abs(_SIGNED),)),  # the same, the -5 made +5
         Probe("pivot at every step", (A3,), {}, pivots,
-              property_only(_lu_probe(lambda lu, piv, _, ref: "" if np.array_equal(piv, ref)
-                                      else f"piv = {piv.tolist()}, expected {ref.tolist()}"))),
+              _lu_probe(lambda lu, piv, _, ref: "" if np.array_equal(piv, ref)
+                        else f"piv = {piv.tolist()}, expected {ref.tolist()}"), control=in_pivot_order(A3)),
         Probe("lower part of lu", (A3,), {},
               "store the multipliers l_ik = a_ik / a_kk below the diagonal of lu (L's unit "
               "diagonal is implied)",

@@ -260,12 +260,14 @@ def _malformed(outcome, probe) -> str:
 
 
 def _callback_seen(x, info, calls, run) -> str:
+    if not near(x, run.iterates[-1]):  # the solve itself is wrong: how often callback ran says nothing
+        return ""
     if not calls:
         return f"callback was never called; labkit did {len(run.iterates)} sweeps"
     last = np.asarray(calls[-1], dtype=np.float64)
     if near(last, run.b - run.A @ x) and not near(last, x):
         return "callback received the residual b - A x, not the iterate x"
-    if not near(x, run.iterates[-1]) or all(near(c, r) for c, r in zip(calls, run.iterates)):
+    if all(near(c, r) for c, r in zip(calls, run.iterates)):
         return ""  # the student's own sweeps, each reported right: a count that differs is the stopping rule's
     if len(calls) == 1 and len(run.iterates) > 1:
         return f"callback was called once, for {len(run.iterates)} sweeps"
@@ -361,7 +363,8 @@ def gauss_seidel() -> Checker:
               "test the residual BEFORE each sweep: x0 already satisfies the test here, so no sweep "
               "(and no callback) is due",
               _solver_probe(lambda x, info, calls, run: f"{len(calls)} callback(s) though x0 passes"
-                            if calls else "")),
+                            if calls else ""),
+              control=(A5, np.ones(5))),  # a function that solves it from zeros errs in its test's order
         Probe("atol above rtol ||b||", (A10, np.ones(10)), {"rtol": 1e-12, "atol": 1e-2},
               "atol was ignored: the tolerance is max(rtol ||b||, atol); stop as soon as "
               "||b - A x|| <= atol, even when rtol ||b|| is smaller",
@@ -371,9 +374,11 @@ def gauss_seidel() -> Checker:
         Probe("default maxiter, ~600 sweeps needed", (Ap, bp), {"rtol": 1e-6},
               "maxiter=None means the default max(5000, 10 n) sweeps (5000 here); stopped too soon",
               _solver_probe(lambda x, info, calls, run: f"info = {info} with maxiter not given"
-                            if 0 < info < len(run.iterates) else "")),
+                            if 0 < info < len(run.iterates) else ""),
+              control=(A5, np.ones(5))),  # right where a few sweeps do: its limit is the default's
         Probe("converges in a few sweeps", (A5, np.ones(5)), {},
-              "info must be 0 when the residual test passed (converged); " + info_hint,
+              "x solves the system, yet info is not 0: either info is not set to 0 when the test passes, or the "
+              "residual tested is not ||b - A x|| of the current x (so the test never passes); " + info_hint,
               _solver_probe(lambda x, info, calls, run: f"info = {info} though ||b - A x|| = "
                             f"{_residual(A5, run.b, x):.2g} <= {run.tol:.2g}"
                             if info != 0 and _residual(A5, run.b, x) <= run.tol else "")),

@@ -17,7 +17,7 @@ import scipy.linalg
 from labkit import elimination, poisson
 from labkit.check.evidence import reads
 from labkit.check.core import NUMPY_DTYPE_HINT, Case, Checker, Probe, checker, compare_outputs, rng_seed
-from labkit.check.linsys import compare_lu, lu_pair, quiet
+from labkit.check.linsys import compare_lu, in_pivot_order, lu_pair, quiet
 
 
 def _rng(seed: int) -> np.random.Generator:
@@ -195,7 +195,7 @@ def blocked_lu() -> Checker:
         Probe("pivot search down to the bottom", (_PIVOT_BELOW, 2), {},
               "the pivot at column j is the largest |a_ij| over all rows i >= j down to the bottom of the "
               "matrix (the whole column below the diagonal), not only among the panel's `block` rows",
-              _pivot_in_panel),
+              _pivot_in_panel, control=(*in_pivot_order(_PIVOT_BELOW), 2)),
     ]
     return Checker("blocked_lu", cases, elimination.lu_factor, probes, compare=compare_lu,
                    prepare=quiet, dtype_hint=NUMPY_DTYPE_HINT)
@@ -259,6 +259,8 @@ _MISTAKES = {
         u, f, w, [np.indices(f.shape)[0] % 2 == 0, np.indices(f.shape)[0] % 2 == 1]),
     "omega_ignored": lambda u, f, w: red_black_reference(u, f, 1.0),
     "no_one_minus_omega": lambda u, f, w: _scaled_gs(u, f, w),
+    "f_negated": lambda u, f, w: red_black_reference(u, -np.asarray(f, dtype=np.float64), w),
+    "weights_swapped": lambda u, f, w: _sweep_by_masks(u, f, 1.0 - w, poisson.red_black_masks(len(f))),
 }
 
 
@@ -288,12 +290,6 @@ def _boundary_changed(outcome, probe):
     return not np.array_equal(got[edge], u[edge]) and "the boundary values changed"
 
 
-def _f_sign(outcome, probe):
-    """u = 0, f > 0, omega = 1: the points must rise (f_ij / 4 > 0 at the first point)."""
-    got, f = np.asarray(outcome.value, dtype=np.float64), probe.args[1]
-    return got[1, 1] * f[0, 0] < 0 and f"with u = 0 and f = {f[0, 0]:g} the point became {got[1, 1]:g}"
-
-
 # u = 1 at one black point only (interior (1, 2)), f = 0: after the sweep its four red neighbours hold
 # omega / 4 (each read it once), every other red point 0 (the black half-sweep writes black points only).
 _ONE_HOT = np.zeros((6, 6))
@@ -305,8 +301,12 @@ _READERS = {(-1, 0): "the point north of it did not read its south neighbour u[i
 
 
 def _stencil(outcome, probe):
-    got, u = np.asarray(outcome.value, dtype=np.float64), probe.args[0]
+    """Which neighbours read the one black point: evidence only when the blend itself is right where a neighbour
+    did read it (it holds omega / 4), so that the pattern of zeros is the stencil's."""
+    got, u, w = np.asarray(outcome.value, dtype=np.float64), probe.args[0], probe.args[2]
     (b,) = np.argwhere(u == 1.0)
+    if not any(np.isclose(got[b[0] + di, b[1] + dj], w / 4, rtol=1e-12) for di, dj in _READERS):
+        return False
     missing = [text for (di, dj), text in _READERS.items() if got[b[0] + di, b[1] + dj] == 0.0]
     red = np.zeros(u.shape, bool)
     red[1:-1, 1:-1] = poisson.red_black_masks(len(u) - 2)[0]
@@ -315,13 +315,6 @@ def _stencil(outcome, probe):
     extra = np.argwhere(red & (got != 0.0))
     seen = missing + [f"red point u[{i}, {j}], not next to it, read it" for i, j in extra[:2]]
     return bool(seen) and f"with u = 1 at u[{b[0]}, {b[1]}] only: " + "; ".join(seen)
-
-
-def _old_value_weight(outcome, probe):
-    """m = 1, u_11 = 1, f = 0, zero boundary: the point becomes (1 - omega), the old value's weight."""
-    got, w = np.asarray(outcome.value, dtype=np.float64), probe.args[2]
-    return not np.isclose(got[1, 1], 1.0 - w, rtol=1e-12) and \
-        f"u_ij = 1 with no neighbour and no f became {got[1, 1]:g} with omega = {w:g}, expected 1 - omega = {1 - w:g}"
 
 
 @checker
@@ -366,9 +359,9 @@ def red_black_sweep() -> Checker:
         Probe("colouring", g, {},
               "the colouring is a chess board ((i + j) even is red), not alternate rows: only then are a "
               "point's four neighbours all of the other colour", _grid_probe("stripes")),
-        Probe("sign of f", one, {},
+        Probe("sign of f", gw, {},
               "sign of f: add it, u_ij <- (1 - omega) u_ij + omega (f_ij + sum of the 4 neighbours) / 4, where f "
-              "is the right-hand side of -laplace(u) = f already times h^2", _f_sign),
+              "is the right-hand side of -laplace(u) = f already times h^2", _grid_probe("f_negated")),
         Probe("omega", gw, {}, "omega was ignored: relax, u_ij <- (1 - omega) u_ij + omega * (GS value)",
               _grid_probe("omega_ignored")),
         Probe("relaxation", gw, {}, "the (1 - omega) u_ij term is missing: u_ij <- (1 - omega) u_ij + "
@@ -376,9 +369,9 @@ def red_black_sweep() -> Checker:
         Probe("stencil", (_ONE_HOT, np.zeros((4, 4)), 1.5), {},
               "the stencil reads the wrong neighbours: each point averages u[i-1, j], u[i+1, j], u[i, j-1] and "
               "u[i, j+1] (north, south, west, east; never itself): check the four slices", _stencil),
-        Probe("weights of the blend", (np.pad([[1.0]], 1), np.zeros((1, 1)), 1.5), {},
+        Probe("weights of the blend", gw, {},
               "the weights of the SOR blend: the old value u_ij keeps weight (1 - omega) and the Gauss-Seidel "
-              "value gets weight omega (not the other way round)", _old_value_weight),
+              "value gets weight omega (not the other way round)", _grid_probe("weights_swapped")),
     ]
     return Checker("red_black_sweep", cases, red_black_reference, probes, compare=compare_outputs,
                    prepare=quiet, dtype_hint=NUMPY_DTYPE_HINT)

@@ -87,9 +87,10 @@ def _whole_tensor(o, p):
 
 
 def not_normalised(o, p):
+    """Finite rows that do not sum to 1 (an inf comes from elsewhere: no division leaves exp(x - m) <= 1)."""
     out = output_of(o)
     sums = out.sum(-1)
-    if all_ones(sums):
+    if all_ones(sums) or not torch.isfinite(sums).all():
         return False
     seen = f"rows sum to {shown(sums)}"
     if torch.isfinite(out).all() and (out.amax(-1) - 1).abs().max() < 1e-3:

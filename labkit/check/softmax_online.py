@@ -7,8 +7,9 @@ import math
 import torch
 
 from labkit import softmax as ref
-from labkit.check.evidence import overflow, reads
+from labkit.check.evidence import overflow, property_only, reads
 from labkit.check.core import Case, Checker, Probe, checker
+from labkit.check.twins import twin
 from labkit.check.softmax import (
     OVERFLOW, ascending, float16_case, float64_case, float64_probe, nonfinite, not_normalised, output_of,
     randn, shape_probes, shown,
@@ -102,23 +103,58 @@ def _equal_values_counted(o, p):
         f"each of {n} equal values came out 1/{round(k)}: {round(k)} values were counted in the sum"
 
 
-def _sums_below_one(o, p):
-    sums = output_of(o).sum(-1)
-    return bool(torch.isfinite(sums).all() and (sums < 1 - 1e-3).any()) and \
-        f"values rising along the row, blocks of {p.kwargs['block_size']}: the row sums to {shown(sums)}"
+def blocked_softmax(x: torch.Tensor, block: int, mistake: str = "") -> torch.Tensor:
+    """Two-pass online softmax of each row of x over blocks of ``block`` columns, in float32 (float64 for float64
+    x), with one ``mistake``: "l not rescaled" (l_i += sum exp(x - m_new), the old sum kept as it was), "l inverted"
+    (rescaled by exp(m_new - m_i)), "l own max" (each block's sum against its own max), "block max" (m_i is each
+    block's own max, not the running one), "stale" (the second pass normalises each block with the m_i, l_i current
+    after it), "stale max" (with that m_i and the final l_i), "own max" (the second pass uses each block's own max
+    with the final l_i); "" is right. The twins of the running-max, running-sum and
+    second-pass mistakes, for the online softmax checkers and the Triton kernel's (block 64)."""
+    x = x.to(torch.promote_types(x.dtype, torch.float32))
+    m = torch.full(x.shape[:-1], -math.inf, dtype=x.dtype)
+    l = torch.zeros_like(m)
+    after = []
+    for start in range(0, x.shape[-1], block):
+        xb = x[..., start:start + block]
+        m_new = xb.amax(-1) if mistake == "block max" else torch.maximum(m, xb.amax(-1))
+        if mistake == "l not rescaled":
+            l = l + torch.exp(xb - m_new[..., None]).sum(-1)
+        elif mistake == "l inverted":  # exp(m_new - m_i), 0 while m_i is still -inf
+            l = l * torch.where(torch.isinf(m), 0.0, torch.exp(m_new - m)) + torch.exp(xb - m_new[..., None]).sum(-1)
+        elif mistake == "l own max":
+            l = l + torch.exp(xb - xb.amax(-1, keepdim=True)).sum(-1)
+        else:
+            l = l * torch.exp(m - m_new) + torch.exp(xb - m_new[..., None]).sum(-1)
+        m = m_new
+        after.append((m.clone(), l.clone()))
+    out = []
+    for i, start in enumerate(range(0, x.shape[-1], block)):
+        xb = x[..., start:start + block]
+        mb, lb = after[i] if mistake == "stale" else (after[i][0], l) if mistake == "stale max" else (m, l)
+        if mistake == "own max":
+            mb = xb.amax(-1)
+        out.append(torch.exp(xb - mb[..., None]) / lb[..., None])
+    return torch.cat(out, -1)
 
 
-def _sums_above_one(o, p):
-    sums = output_of(o).sum(-1)
-    return bool(torch.isfinite(sums).all() and (sums > 1 + 1e-3).any()) and \
-        f"values rising along the row, blocks of {p.kwargs['block_size']}: the row sums to {shown(sums)}"
+def blocked_twin(*mistakes: str, block: int | None = None):
+    """A twin of ``blocked_softmax``'s mistakes, on the probe's x with its block_size (or ``block``)."""
+    def written_out(mistake):
+        def fn(x, dim=-1, block_size=128):
+            return blocked_softmax(x.movedim(dim, -1), block or block_size, mistake).movedim(-1, dim).to(x.dtype)
+        return fn
+    return twin(*(written_out(m) for m in mistakes), compare=_close_rows)
 
 
-@reads("nan")
-def _not_softmax(o, p):
-    """Wrong (NaN included) where the max comes first; its probe's control, the same values rising, is right."""
-    out, want = output_of(o), ref.safe_softmax(*p.args).double()
-    return not torch.allclose(out, want, rtol=1e-3, atol=1e-6) and f"got [{shown(out)}]"
+def _close_rows(out, expected) -> None:
+    """A twin's comparison for a softmax: the same values to 1e-4 (the dtype is the exercise's business)."""
+    if not torch.allclose(output_of_value(out), expected.double(), rtol=1e-4, atol=1e-7, equal_nan=True):
+        raise AssertionError("differs")
+
+
+def output_of_value(value) -> torch.Tensor:
+    return (value[0] if isinstance(value, (tuple, list)) else value).detach().double()
 
 
 RISING = torch.arange(8.0).unsqueeze(0) * 2  # the max arrives in the last block, whatever the block size
@@ -132,6 +168,9 @@ _STALE = ("the second pass must normalise every element with the final max m_i a
           "normalised with the max current when they were first seen come out too large")
 
 
+ROWS_ONLINE = ("the rows do not sum to 1: o = exp(x - m_i) / l_i with the final m_i and l_i; any of its three parts "
+               "may be off: the numerator exp(x - m_i) (minus the final max), l_i (l_i = l_i * exp(m_old - m_new) + "
+               "sum(exp(x - m_new)) per block, every column counted once), or the division by l_i")
 FIRST_MASKED = torch.cat([torch.full((2, 4), -math.inf), randn(2, 3, seed=17)], 1)  # a causal row's masked keys
 
 
@@ -148,7 +187,8 @@ def online_softmax() -> Checker:
         Case("one block (block_size larger than the row)", (randn(3, 10, seed=11),), {"block_size": 16},
              hint="each row sums to 1"),
         Case("blocks of 4, width 10 (last block partial)", (randn(3, 10, seed=12),), {"block_size": 4},
-             hint="every value is counted once, those of the partial last block too"),
+             hint="several blocks, the last one partial: carry m_i and l_i from block to block, l_i = l_i * "
+                  "exp(m_old - m_new) + sum(exp(x - m_new)), every value counted once, the partial last block's too"),
         Case("blocks of 1, values rising", (ascending(2, 9, seed=10),), {"block_size": 1},
              hint="the running sum follows the running max as it grows, element by element"),
         Case("values rising along the row: the max changes in every block", (ascending(2, 37, seed=13),),
@@ -175,17 +215,18 @@ def online_softmax() -> Checker:
         Probe("5 equal values, blocks of 4", (torch.zeros(1, 5),), {"block_size": 4},
               "every value must be counted once, the last, partial block too (width 5, block_size 4): loop "
               "start over range(0, n, block_size) and slice x[..., start:start + block_size]", _equal_values_counted),
-        *[Probe(f"values rising, blocks of {b}", (RISING,), {"block_size": b}, _RESCALE, _sums_below_one)
-          for b in (1, 4)],
-        *[Probe(f"values rising, blocks of {b}", (RISING,), {"block_size": b}, _STALE, _sums_above_one)
+        *[Probe(f"values rising, blocks of {b}", (RISING,), {"block_size": b}, _RESCALE,
+                blocked_twin("l not rescaled", "l inverted", "l own max")) for b in (1, 4)],
+        *[Probe(f"values rising, blocks of {b}", (RISING,), {"block_size": b}, _STALE,
+                blocked_twin("stale", "stale max"))
           for b in (1, 4)],
         Probe("values 80, 0, -80, blocks of 1", (FALLING,), {"block_size": 1}, "m_i must be the running max, "
-              "max(m_i, block max): the largest value seen so far, not the current block's max", _not_softmax,
-              control=(UPHILL,)),
+              "max(m_i, block max): the largest value seen so far, not the current block's max",
+              blocked_twin("block max"), control=(UPHILL,)),
         Probe("values around ±1000, blocks of 4", (randn(2, 8, seed=97, scale=1000.0),), {"block_size": 4},
               OVERFLOW.replace("each row's max", "the running max m_i"), nonfinite),
         Probe("moderate rows, blocks of 2", (randn(3, 5, seed=98),), {"block_size": 2},
-              "the rows do not sum to 1: divide exp(x - m_i) by the final running sum l_i", not_normalised),
+              ROWS_ONLINE, property_only(not_normalised)),
         float64_probe(ref.online_softmax, block_size=4),
     ]
     return Checker("online_softmax", cases, ref.online_softmax, probes)
@@ -309,6 +350,9 @@ def merge_states_many() -> Checker:
              hint="exp(x) overflows in float32 for x > 88.7: d must stay finite for large maxima"),
     ]
     probes = [
+        Probe("maxima 2, 0, 1", (SPREAD,), {}, "return the pair in the order (m, d), the max first (an "
+              "OnlineState(m, d) keeps the names): yours is the merged (d, m)",
+              twin(lambda states: tuple(merge_states_fold(states))[::-1])),
         Probe("maxima 2, 0, 1", (SPREAD,), {}, "m is the largest of all the maxima, wherever it sits in the list: "
               "m = max_k m_k (stack the m_k and take amax over the states)", _many_m),
         Probe("maxima 2, 0, 1, d = 1", (SPREAD,), {}, "each d_k is a sum against its own max m_k: rescale every one "

@@ -48,6 +48,21 @@ test -s "$root/results/results.json"
 """
 
 
+WHEEL_SOURCES = ("pyproject.toml", "README.md", "labkit", "data")  # what labkit's wheel is built from, notebooks aside
+
+
+def copy_wheel_sources(root: Path, dst: Path) -> None:
+    """Copy what labkit's wheel is built from, and nothing else of the clone: an instructor's clone also holds
+    the class's submissions, grades and virtual environments, which must not travel in the autograder."""
+    dst.mkdir(parents=True)
+    for name in WHEEL_SOURCES:
+        if (root / name).is_dir():
+            shutil.copytree(root / name, dst / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy(root / name, dst / name)
+    (dst / "notebooks").mkdir()
+
+
 def build(out: Path, root: Path = ROOT) -> Path:
     """Write the autograder zip at ``out``: setup.sh, run_autograder, labkit's wheel, solutions/."""
     if not (root / "pyproject.toml").exists():
@@ -55,9 +70,7 @@ def build(out: Path, root: Path = ROOT) -> Path:
     with tempfile.TemporaryDirectory(prefix="labkit-gradescope-") as tmp:
         tmp = Path(tmp)
         src = tmp / "course"
-        shutil.copytree(root, src, ignore=shutil.ignore_patterns(
-            ".git", ".venv", "build", "dist", "exercises", "*.egg-info", "__pycache__", "screenshots",
-            ".pytest_cache", "notebooks"))
+        copy_wheel_sources(root, src)
         made = make_student_copies(root / "notebooks", src / "notebooks", log=lambda line: None)
         failed = [r.message for r in made if r.action != "wrote"]
         if failed:  # each copy is checked to hold no solution line before it is written

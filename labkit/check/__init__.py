@@ -9,7 +9,8 @@ from labkit.check.tolerance import LOWP_FACTOR, TOLERANCES, Tol, assert_close, t
 from labkit.check.softmax import logsumexp, naive_softmax, normalize, overflow_threshold, safe_softmax  # noqa: F401
 from labkit.check.softmax_online import merge_states, merge_states_many, online_softmax  # noqa: F401
 from labkit.check.softmax_triton import online_softmax_triton, softmax_triton  # noqa: F401
-from labkit.check.linsys import back_substitution, gaussian_elimination, lu_factor  # noqa: F401
+from labkit.check.linsys import back_substitution, gaussian_elimination  # noqa: F401
+from labkit.check.lu import lu_factor  # noqa: F401
 from labkit.check.linsys_iterative import gauss_seidel, gauss_seidel_sweep, sor_sweep  # noqa: F401
 from labkit.check.linsys_counts import elimination_flops  # noqa: F401
 from labkit.check.linsys_structure import blocked_lu, red_black_sweep  # noqa: F401

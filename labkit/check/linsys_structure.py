@@ -16,12 +16,9 @@ import scipy.linalg
 
 from labkit import elimination, poisson
 from labkit.check.evidence import reads
-from labkit.check.core import NUMPY_DTYPE_HINT, Case, Checker, Probe, checker, compare_outputs, rng_seed
-from labkit.check.linsys import compare_lu, in_pivot_order, lu_pair, quiet
-
-
-def _rng(seed: int) -> np.random.Generator:
-    return np.random.default_rng(rng_seed(seed))
+from labkit.check.core import NUMPY_DTYPE_HINT, Case, Checker, Probe, checker, compare_outputs
+from labkit.check.linsys import quiet, seeded
+from labkit.check.lu import compare_lu, in_pivot_order, lu_pair
 
 
 # ---------------------------------------------------------------- blocked LU (notebook 08)
@@ -30,7 +27,7 @@ def _late_pivots(n: int, seed: int) -> np.ndarray:
 
     Rows swapped in a later panel then hold multipliers of the earlier panels: those must move too.
     """
-    r = _rng(seed)
+    r = seeded(seed)
     A = r.uniform(-1, 1, (n, n))
     A[:, n // 2:] *= np.linspace(10.0, 1.0, n)[:, None]  # big entries at the top of the right half
     return A
@@ -137,7 +134,7 @@ def blocked_lu() -> Checker:
     """
     panel = ("factor each panel of `block` columns with partial pivoting, apply its row swaps to the whole "
              "rows, then U_12 = L_11^{-1} A_12 and A_22 -= L_21 U_12")
-    r = _rng(20)
+    r = seeded(20)
     cases = [
         Case("1 x 1, block 1", (np.array([[5.0]]), 1), hint=panel),
         Case("6 x 6, block 1 (rank-1 steps)", (r.uniform(-1, 1, (6, 6)), 1), hint=panel),
@@ -204,7 +201,7 @@ def blocked_lu() -> Checker:
 # ---------------------------------------------------------------- red-black sweep (notebook 09)
 def _grid(m: int, seed: int, boundary: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """A padded (m+2, m+2) grid u (zero boundary unless ``boundary``) and f (m, m), both random."""
-    r = _rng(seed)
+    r = seeded(seed)
     u = np.zeros((m + 2, m + 2))
     u[1:-1, 1:-1] = r.uniform(-1, 1, (m, m))
     if boundary:

@@ -72,7 +72,7 @@ EQUIVALENT = {
     ("flash_decode_triton", "m_new = tl.maximum(m_i, tl.max(s, -1))"): "the scores of one query are 1-D: axis -1 is 0",
     ("flash_decode_triton", "l_i = l_i * alpha + tl.sum(p, -1)"): "the scores of one query are 1-D: axis -1 is 0",
 }
-# Accepted because the spec allows it today: computing float16 inputs in float16 (issue 20, item 6, open).
+# Accepted because the spec allows it: float16 inputs may be computed in float16 or float32 (issue 20, item 6, settled).
 ALLOWED_BY_SPEC = {
     (name, line): "the spec says 'compute in float32 if you like': float16 arithmetic is allowed"
     for name, line in [

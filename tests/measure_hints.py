@@ -2,7 +2,7 @@
 
     PYTHONPATH=.:tests .venv/bin/python tests/measure_hints.py [--show misleading,unread]
 
-For each set (the fresh one, tests/wrong_answers_fresh.py, the blind one, tests/wrong_answers_blind_*.py, and
+For each set (the fresh one, tests/wrong_answers_fresh.py, the blind ones, tests/wrong_answers_blind_*.py, and
 notebook 10's, tests/wrong_answers_decoding.py)
 every wrong answer goes through its notebook's check call, in this process, and its hint is looked up:
 rejected, names, generic, misleading, unread (a hint nobody has judged yet). The memory-fault set runs a
@@ -16,11 +16,14 @@ import collections
 import labkit  # noqa: F401
 import wrong_answers_blind_a
 import wrong_answers_blind_b
+import wrong_answers_blind_c
+import wrong_answers_blind_d
 import wrong_answers_decoding
 import wrong_answers_fresh
 from hint_verdicts import hint_of, verdict
 
 SETS = {"fresh": wrong_answers_fresh.WRONG, "blind": wrong_answers_blind_a.WRONG + wrong_answers_blind_b.WRONG,
+        "blind, stop 27": wrong_answers_blind_c.WRONG + wrong_answers_blind_d.WRONG,
         "notebook 10": wrong_answers_decoding.WRONG}
 
 

@@ -177,7 +177,7 @@ WRONG_RB = [
     (lambda u, f, omega=1.0: rb(u, f, omega, copy=False), "copy"),
     (lambda u, f, omega=1.0: rb(u, f, omega, interior=True), "padded grid"),
     (rb_loop_natural, "natural (row by row) order"),
-    (rb_ignores_omega, "omega was ignored"),
+    (rb_ignores_omega, "omega is not used"),
     (rb_zero_boundary, "boundary"),
     (lambda u, f, omega=1.0: rb(u, f, omega, east_twice=True), "west neighbour u[i, j-1]"),
     (lambda u, f, omega=1.0: rb(u, f, omega, blend_swapped=True), "weights of the SOR blend"),

@@ -1,6 +1,7 @@
-"""A third independent set of wrong answers (tests/wrong_answers_blind_a.py and _b.py): 210 over the 27 exercises,
-written by two helpers who had read neither labkit/check nor tests/, from the notebooks and labkit's reference
-code; each is shown to differ from labkit on an input of its own (tests/verify_blind_*.py).
+"""Independent sets of wrong answers: tests/wrong_answers_blind_a.py and _b.py (210 over the 27 exercises of stop 26)
+and _c.py and _d.py (124 over all 31, stop 27), each written by a helper who had read neither labkit/check nor
+tests/, from the notebooks and labkit's reference code; each is shown to differ from labkit on an input of its
+own (tests/verify_blind_*.py).
 
 It was first run after the checkers learnt to name only what their evidence isolates (labkit.check.evidence),
 and nothing was tuned on it before that measurement (tests/hints_first_contact.md). Here every wrong answer is
@@ -16,12 +17,17 @@ import pytest
 import labkit  # noqa: F401  (the Triton interpreter without CUDA)
 import verify_blind_a
 import verify_blind_b
+import verify_blind_c
+import verify_blind_d
 import wrong_answers_blind_a
 import wrong_answers_blind_b
+import wrong_answers_blind_c
+import wrong_answers_blind_d
 from hint_verdicts import UNREAD, hint_of, verdict
 
-WRONG = [(f"a{i}", w) for i, w in enumerate(wrong_answers_blind_a.WRONG)] + \
-    [(f"b{i}", w) for i, w in enumerate(wrong_answers_blind_b.WRONG)]
+WRONG = [(f"{tag}{i}", w) for tag, module in (("a", wrong_answers_blind_a), ("b", wrong_answers_blind_b),
+                                              ("c", wrong_answers_blind_c), ("d", wrong_answers_blind_d))
+         for i, w in enumerate(module.WRONG)]
 
 
 @pytest.mark.parametrize("i, wrong", WRONG, ids=[i for i, _ in WRONG])
@@ -29,12 +35,13 @@ def test_a_blind_wrong_answer_is_rejected_and_its_hint_is_not_misleading(i, wron
     hint = hint_of(wrong.exercise, wrong.fn)
     assert hint, f"accepted: {wrong.exercise}: {wrong.mistake}"
     said = verdict(wrong.exercise, wrong.mistake, hint)
-    record_property("hint_verdict", ("blind set", said or "unread"))
+    record_property("hint_verdict", ("blind set" if i[0] in "ab" else "blind set of stop 27", said or "unread"))
     assert said is not None, f"{UNREAD}\n  {wrong.exercise}: {wrong.mistake}\n  hint: {hint}"
     assert said != "misleading", f"the hint names another mistake: {hint}\n  the mistake: {wrong.mistake}"
 
 
-@pytest.mark.parametrize("verify", [verify_blind_a.main, lambda: verify_blind_b.main([])], ids=["a", "b"])
+@pytest.mark.parametrize("verify", [verify_blind_a.main, lambda: verify_blind_b.main([]), verify_blind_c.main,
+                                    verify_blind_d.main], ids=["a", "b", "c", "d"])
 def test_every_blind_wrong_answer_differs_from_labkit_on_its_witness(verify):
     with contextlib.redirect_stdout(io.StringIO()) as out:
         assert verify() == 0, out.getvalue()[-3000:]

@@ -259,7 +259,7 @@ WRONG: list[WrongAnswer] = [
     WrongAnswer(R, "east neighbour sliced wrong: the point itself used instead of u[i, j+1]",
                 (r"east|u_?\{?i, ?j ?\+ ?1", r"stencil", r"slic"), rb_stencil_self),
     WrongAnswer(R, "omega ignored: plain Gauss-Seidel step",
-                (r"(omega|\u03c9).{0,20}ignor", r"relax"), rb_omega_ignored),
+                (r"(omega|\u03c9).{0,20}(ignor|not used|no effect)", r"relax"), rb_omega_ignored),
     WrongAnswer(R, "omega and 1 - omega swapped in the SOR blend",
                 (r"(omega|\u03c9).{0,40}(swapped|reversed|other way|wrong)", r"weights?", r"relaxation factor"), rb_omega_swapped),
     WrongAnswer(R, "boundary overwritten with zeros (fresh grid)",

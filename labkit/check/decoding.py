@@ -107,6 +107,12 @@ def _partials(B, H, N, D, lengths, splits, seed, dtype=torch.float32, shift=0.0)
     return m + shift, l, acc
 
 
+def _apart(states):
+    """The chunk states with head 1's maxima moved 200 below head 0's: e^(-200) underflows float32."""
+    m, l, acc = states
+    return m - torch.tensor([0.0, 200.0])[None, :, None], l, acc
+
+
 def _weights(m):
     return torch.exp(m - m.amax(-1, keepdim=True))
 
@@ -191,6 +197,9 @@ def combine_partials() -> Checker:
              hint="subtract the largest max M before exp: e^(m_s) alone overflows above 88.7"),
         Case("float64 states, 5 chunks", _partials(2, 2, 23, 4, [23, 11], 5, seed=5, dtype=torch.float64),
              hint="float64 states give a float64 o and lse"),
+        Case("heads whose maxima are 200 apart (float32)", _apart(_partials(1, 2, 24, 8, [24], 3, seed=7)),
+             hint="M is each head's own max over its chunks (amax over S, the last dim): one max over all heads "
+                  "underflows e^(m_s - M) to 0 for a head whose scores lie far below another's"),
     ]
     args = _partials(2, 3, 40, 8, [40, 17], 5, seed=6)  # sequence 1's last two chunks are empty
     mean = "o is not the mean of the chunks' own outputs: a chunk's weight is e^(m_s − M) l_s, its share of the sum"

@@ -130,8 +130,9 @@ def sor_sweep() -> Checker:
     w = 1.5
     args = (A4, B4, X4, w)
     probes = [
-        Probe("omega = 1.5", args, {}, "omega was ignored: x_i <- (1 - omega) x_i + omega * "
-              "(Gauss-Seidel value)", equals_formula(lambda *a: relaxed_sweep(A4, B4, X4, 1.0),
+        Probe("omega = 1.5", args, {}, "omega had no effect (a plain Gauss-Seidel sweep): either omega is not "
+              "used, or the blend reads x_i after it was overwritten by the Gauss-Seidel value (keep the old x_i "
+              "until x_i <- (1 - omega) x_i + omega * (Gauss-Seidel value))", equals_formula(lambda *a: relaxed_sweep(A4, B4, X4, 1.0),
                                                      "a plain Gauss-Seidel sweep")),
         Probe("omega = 1.5: weights", args, {}, "omega and 1 - omega are swapped: the new "
               "(Gauss-Seidel) value gets weight omega, the old x_i gets 1 - omega",
@@ -317,6 +318,10 @@ def gauss_seidel() -> Checker:
         Case("1-D Poisson n=20 (slow: rho = 0.98), rtol=1e-6", (Ap, bp), {"rtol": 1e-6}, hint=stop),
         Case("x0 given, atol=1e-3", (_dd_dense(5, 16), np.ones(5), np.ones(5)), {"rtol": 0.0, "atol": 1e-3},
              hint="start from x0; stop when ||b - A x|| <= max(rtol ||b||, atol)"),
+        Case("x0 = 10 given, rtol=1e-6: ||b - A x0|| is far above ||b||", (A8, b8, np.full(8, 10.0)),
+             {"rtol": 1e-6, "callback": RECORD},
+             hint="the tolerance is rtol ||b|| (or atol), whatever x0: not rtol times the first residual "
+                  "||b - A x0||"),
         Case("x0 already solves it", (A5, A5 @ np.ones(5), np.ones(5)), {"callback": RECORD},
              hint="the residual is tested before each sweep: here x0 passes, so no sweep and no callback"),
         Case("atol above rtol ||b||", (A10, np.ones(10)), {"rtol": 1e-12, "atol": 1e-2}, hint=stop),

@@ -359,7 +359,9 @@ def red_black_sweep() -> Checker:
         Probe("sign of f", gw, {},
               "sign of f: add it, u_ij <- (1 - omega) u_ij + omega (f_ij + sum of the 4 neighbours) / 4, where f "
               "is the right-hand side of -laplace(u) = f already times h^2", _grid_probe("f_negated")),
-        Probe("omega", gw, {}, "omega was ignored: relax, u_ij <- (1 - omega) u_ij + omega * (GS value)",
+        Probe("omega", gw, {}, "omega had no effect (a plain Gauss-Seidel sweep): either omega is not used, or "
+              "the blend reads u_ij after it was overwritten by the GS value: u_ij <- (1 - omega) u_ij + omega * "
+              "(GS value), with the old u_ij",
               _grid_probe("omega_ignored")),
         Probe("relaxation", gw, {}, "the (1 - omega) u_ij term is missing: u_ij <- (1 - omega) u_ij + "
               "omega * (GS value)", _grid_probe("no_one_minus_omega")),

@@ -7,6 +7,7 @@ import torch
 
 from labkit import softmax as ref
 from labkit.check.evidence import overflow, raises_like, reads
+from labkit.check.twins import twin
 from labkit.check.core import Case, Checker, DtypeMismatch, Probe, checker, describe, is_number, rng_seed
 from labkit.check.tolerance import assert_close
 
@@ -121,6 +122,25 @@ def _probe(label, x, hint, violated, **kwargs) -> Probe:
     return Probe(label, (x,), kwargs, hint, violated)
 
 
+DEFINITION = "each row is exp(x_i) / sum_j exp(x_j) over `dim` (so it sums to 1)"
+BASE2 = ("your weights are softmax(x · ln 2), a softmax in base 2: exp2(x) is 2^x, not e^x; use exp, or exp2 of "
+         "x · log2 e")
+
+
+def same_values(out, expected) -> None:
+    """A twin's comparison for a softmax: the same values to 1e-4 (NaN equal to NaN), the dtype left aside."""
+    got = (out[0] if isinstance(out, (tuple, list)) else out).detach().double()
+    if got.shape != expected.shape or not torch.allclose(got, expected.double(), rtol=1e-4, atol=1e-7, equal_nan=True):
+        raise AssertionError("differs")
+
+
+def base2_probe(**kwargs) -> Probe:
+    """Moderate rows: weights equal to softmax(x · ln 2) are a softmax taken with exp2 (or 2**x)."""
+    def in_base_2(x, dim=-1, **_):
+        return torch.softmax(x.double() * math.log(2.0), dim).to(x.dtype)
+    return _probe("moderate rows", NONSQUARE, BASE2, twin(in_base_2, compare=same_values), **kwargs)
+
+
 _KEEPDIM = ("a reduced tensor (sum or max over `dim`) was broadcast against the wrong axis: keep the reduced "
             "dimension (keepdim=True) so it lines up with `dim`")
 _MAX_TUPLE = "x.max(dim) returns a (values, indices) pair: use x.amax(dim=dim, keepdim=True)"
@@ -182,7 +202,7 @@ def float64_probe(reference, **kwargs) -> Probe:
 
 def _softmax_cases(extra: list[Case]) -> list[Case]:
     return [
-        Case("small random rows", (randn(4, 10, seed=1),), hint="each row sums to 1"),
+        Case("small random rows", (randn(4, 10, seed=1),), hint=DEFINITION),
         Case("square input (rows and columns both 5)", (randn(5, 5, seed=2),),
              hint="the reduction runs along `dim`, broadcast back along it"),
         Case("3-D input, dim=1", (randn(2, 6, 3, seed=3),), {"dim": 1},
@@ -217,6 +237,9 @@ def normalize() -> Checker:
         Case("float16 input", (positive(3, 17, seed=55).half(),)),
         Case("a row with a negative entry: e / sum(e), the plain sum", (torch.tensor([[2.0, -1.0, 3.0]]),),
              hint="divide by the plain sum of e along `dim`, not the sum of |e| (an L1 norm)"),
+        Case("tiny entries (about 1e-8): e / sum(e) at any scale", (positive(3, 6, seed=56) * 1e-8,),
+             hint="e / sum(e) whatever the scale of e: with entries about 1e-8 an epsilon or a clamp added to the "
+                  "sum shows"),
     ]
     e = NONSQUARE.exp()
     probes = shape_probes(e)
@@ -237,6 +260,7 @@ def naive_softmax() -> Checker:
              hint="exp of a value above 11.1 overflows float16 but not float32: compute in float32"),
     ])
     probes = shape_probes() + [
+        base2_probe(),
         _probe("moderate rows", NONSQUARE, "the rows do not sum to 1: divide exp(x) by the sum of exp(x) over "
                "`dim`", not_normalised),
         _probe("float16 values around 12", randn(2, 6, seed=91, shift=12.0).half(),
@@ -262,9 +286,10 @@ def safe_softmax() -> Checker:
              hint="each row is shifted by its own max, whatever the other rows hold"),
     ])
     probes = shape_probes() + [
+        base2_probe(),
         _probe("moderate rows", NONSQUARE, "the rows do not sum to 1: divide exp(x - m) by the sum of the same "
                "exp(x - m) over `dim`", not_normalised),
-        _probe("rows around -200 and +200", _rows_at(-200.0, 200.0, seed=92, cols=5), _OWN_MAX,
+        _probe("rows around 60 and 200", _rows_at(60.0, 200.0, seed=92, cols=5), _OWN_MAX,
                _top_row_only(ref.safe_softmax)),
         _probe("values around ±1000", randn(2, 6, seed=93, scale=1000.0), OVERFLOW, nonfinite),
         float64_probe(ref.safe_softmax),
@@ -339,7 +364,7 @@ def logsumexp() -> Checker:
         _probe("a row and the same row + 10", torch.cat([shifted, shifted + 10.0]),
                "lse(x + c) = lse(x) + c: add the max back after the log: lse = m + log sum exp(x - m)",
                _shift_response),
-        _probe("rows around -1000 and +1000", _rows_at(-1000.0, 1000.0, seed=95, cols=5),
+        _probe("rows around 800 and 1000", _rows_at(800.0, 1000.0, seed=95, cols=5),
                _OWN_MAX.replace("exp underflow to 0", "exp underflow to 0 (log 0 = -inf)"),
                _top_row_only(ref.logsumexp)),
         _probe("values around 1000", randn(2, 6, seed=96, shift=1000.0),

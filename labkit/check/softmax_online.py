@@ -11,8 +11,8 @@ from labkit.check.evidence import overflow, property_only, reads
 from labkit.check.core import Case, Checker, Probe, checker
 from labkit.check.twins import twin
 from labkit.check.softmax import (
-    OVERFLOW, ascending, float16_case, float64_case, float64_probe, nonfinite, not_normalised, output_of,
-    randn, shape_probes, shown,
+    DEFINITION, OVERFLOW, ascending, base2_probe, float16_case, float64_case, float64_probe, nonfinite,
+    not_normalised, output_of, randn, shape_probes, shown,
 )
 
 # ------------------------------------------------------------------------ merge_states
@@ -185,7 +185,7 @@ def online_softmax() -> Checker:
     falling = torch.linspace(80.0, -80.0, 12).unsqueeze(0) + 0.1 * randn(1, 12, seed=19)
     cases = [
         Case("one block (block_size larger than the row)", (randn(3, 10, seed=11),), {"block_size": 16},
-             hint="each row sums to 1"),
+             hint=DEFINITION),
         Case("blocks of 4, width 10 (last block partial)", (randn(3, 10, seed=12),), {"block_size": 4},
              hint="several blocks, the last one partial: carry m_i and l_i from block to block, l_i = l_i * "
                   "exp(m_old - m_new) + sum(exp(x - m_new)), every value counted once, the partial last block's too"),
@@ -212,6 +212,7 @@ def online_softmax() -> Checker:
                   "exp(m_i - m) with m = 0 where the max is infinite"),
     ]
     probes = shape_probes(block_size=2) + [
+        base2_probe(block_size=2),
         Probe("5 equal values, blocks of 4", (torch.zeros(1, 5),), {"block_size": 4},
               "every value must be counted once, the last, partial block too (width 5, block_size 4): loop "
               "start over range(0, n, block_size) and slice x[..., start:start + block_size]", _equal_values_counted),

@@ -15,7 +15,7 @@ from labkit import softmax as ref
 from labkit.check.evidence import property_only, reads
 from labkit.check.kernel_runs import on_course_device
 from labkit.check.core import Case, Checker, Probe, checker
-from labkit.check.softmax import OVERFLOW, nonfinite, all_ones, output_of, randn, shown
+from labkit.check.softmax import DEFINITION, OVERFLOW, all_ones, base2_probe, nonfinite, output_of, randn, shown
 from labkit.check.softmax_online import ROWS_ONLINE, blocked_twin
 
 _MASK = ("masked lanes must load as -inf (tl.load(..., mask=offs < n_cols, other=-float('inf'))): a lane "
@@ -47,7 +47,7 @@ def not_normalised(o, p):
 
 def _triton_cases(widths: tuple[int, ...]) -> list[Case]:
     cases = [Case(f"width {w}", (randn(2, w, seed=30 + w),),
-                  hint="each row sums to 1, whatever its width") for w in widths]
+                  hint=DEFINITION.replace("over `dim`", "at any width")) for w in widths]
     return cases + [
         Case("large inputs (around ±1000)", (randn(2, 100, seed=41, scale=1000.0),),
              hint="exp(x) overflows for x > 88.7: the result must stay finite for large x"),
@@ -63,6 +63,7 @@ def softmax_triton() -> Checker:
     each row sums to 1 at any width (masked lanes count 0); no overflow for large inputs;
     float16 rows give float16 results computed in float32."""
     probes = [
+        base2_probe(),
         Probe("7 equal values (block of 8)", (torch.zeros(1, 7),), {}, _MASK, _equal_row),
         Probe("7 equal values (block of 8)", (torch.zeros(1, 7),), {}, _NOT_NORMALISED, not_normalised),
         Probe("values around ±1000", (randn(1, 8, seed=44, scale=1000.0),), {}, OVERFLOW.replace(
@@ -107,6 +108,7 @@ def online_softmax_triton() -> Checker:
                            "of 0 where it is infinite (tl.where)"))
     zeros = torch.zeros(1, 100)
     probes = [
+        base2_probe(),
         Probe("100 equal values (blocks of 64)", (zeros,), {}, _MASK_OR_TWICE, _equal_row),
         Probe("100 equal values (blocks of 64)", (zeros,), {}, "not normalised: divide exp(x - m_i) by l_i in "
               "the second loop", _each_is_one),

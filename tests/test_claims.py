@@ -22,10 +22,10 @@ QUIET = {
     "04.memory_slope": {"slope": 1.99, "ratios": [2.04, 2.03, 2.02, 2.01]},
     "08.reuse": {"reuse": 48.9, "flop_ratio": 33.7},
     "08.lu_slope": {"segments": [2.05, 2.74, 2.92]},
-    "08.ladder": {"sizes": (64, 256, 1000), "gflops": {
-        "Python loops": [0.0057, None, None], "row-vectorised": [0.0404, 0.177, None],
-        "rank-1 updates": [0.214, 1.15, 1.4], "blocked LU (labkit)": [0.197, 2.01, 14.9],
-        "LAPACK getrf (scipy)": [5.76, 18.5, 31.9]}},
+    "08.ladder": {"sizes": (64, 256, 1000), "gflops": {  # committed 2026-12-08, rungs interleaved
+        "Python loops": [0.00545, None, None], "row-vectorised": [0.0414, 0.179, None],
+        "rank-1 updates": [0.193, 1.11, 1.49], "blocked LU (labkit)": [0.358, 5.87, 23.2],
+        "LAPACK getrf (scipy)": [1.79, 15.6, 33.4]}},
     # notebook 10's committed run (2026-12-08, the same machine, load 1.9)
     "10.decode_linear": {"slope": 0.96},
     "10.cache_speedup": {"speedups": [1.35, 1.64, 2.05]},

@@ -45,8 +45,8 @@ def ladder_rows(sizes=(64, 256, 1000), rep: int = 3) -> list[list]:
     """[label, GFLOP/s at each size (None where too slow to time)] for every LU in the ladder."""
     providers = [Provider(label, fn, skip=lambda n, n_max=n_max: f"too slow above n = {n_max}" if n > n_max else "")
                  for label, fn, n_max in LADDER]
-    results = sweep(sizes, providers, lambda n: (_random(n),), rep=rep, max_seconds=1.0,
-                    describe=lambda n: f"n={n}")
+    results = sweep(sizes, providers, lambda n: (_random(n),), rep=rep, max_seconds=1.0, interleave=True,
+                    describe=lambda n: f"n={n}")  # the rungs of a size take turns: a load slows them alike
     _, labels, rows = pivot(results, lambda m: elimination.lu_flops(m.size) / m.seconds / 1e9, by="provider")
     return [[label] + row for label, row in zip(labels, rows)]
 

@@ -41,17 +41,17 @@ HINTS = {
     **{(op, "past its mask"): f"the {op}'s mask lets lanes past the tensor's end through: compare the offsets "
        "with the length they run along (n_cols or N, not BLOCK; < not <=), " + _PAST for op in ("store", "load")},
     ("atomic", "past its mask"): "the atomic operation's mask lets lanes past the tensor's end through, " + _PAST,
-    **{(op, "whole block past the end"): "no lane of this block lies inside the tensor, so a mask is not the fix: "
-       "the base offset is wrong (the batch and head offsets, off_b * stride_b + off_h * stride_h, or a stride), "
-       "or the tensor is smaller than the kernel assumes (its allocation in the wrapper)"
-       for op in ("store", "load", "atomic")},
+    **{(op, "no lane in any tensor"): "no lane of this block lies inside any of the kernel's tensors, so a mask is "
+       "not the fix: the base offset is wrong (the batch and head offsets, off_b * stride_b + off_h * stride_h, a "
+       "stride, or a term subtracted: a negative offset), or the tensor is smaller than the kernel assumes (its "
+       "allocation in the wrapper)" for op in ("store", "load", "atomic")},
     **{(op, "before the start"): "an offset is negative: lanes point before the tensor's first element, which no "
        "mask can fix; check the strides and the block start (pid * BLOCK, start_n)" for op in ("store", "load", "atomic")},
     ("varies", ""): "your kernel's results change from run to run on the same input, so it reads memory it never "
         "wrote: an unmasked load past a tensor's end, or an output read before it is stored",
 }
 _FAULT = re.compile(r"(store|load|atomic) outside the kernel's tensors \((every lane active|past its mask|"
-                    r"whole block past the end|before the start)\)|(varies)\b")
+                    r"no lane in any tensor|before the start)\)|(varies)\b")
 
 
 class KernelMemoryError(IndexError):
@@ -140,10 +140,11 @@ def _check(kind: str, ptrs, mask, width: int) -> None:
     stray = addresses[~inside[home]]
     before = int(stray.min()) < int(ranges[home, 0])
     first = int(stray.min()) if before else int(stray.max())
+    nowhere = not inside.any()  # which tensor is nearest is the allocator's doing: say no more than "none"
     from triton.runtime.interpreter import interpreter_builder
     program = tuple(int(i) for i in (interpreter_builder.grid_idx or ()))
     line = _kernel_line()
-    seen = "before the start" if before else "whole block past the end" if stray.size == addresses.size else \
+    seen = "no lane in any tensor" if nowhere else "before the start" if before else \
         "past its mask" if masked else "every lane active"
     raise KernelMemoryError(
         f"{kind} outside the kernel's tensors ({seen}) in {_launch['kernel']}, program {program}"

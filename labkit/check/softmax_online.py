@@ -12,7 +12,7 @@ from labkit.check.core import Case, Checker, Probe, checker
 from labkit.check.twins import twin
 from labkit.check.softmax import (
     DEFINITION, OVERFLOW, ascending, base2_probe, float16_case, float64_case, float64_probe, nonfinite,
-    not_normalised, output_of, randn, shape_probes, shown,
+    not_normalised, output_of, randn, same_values, shape_probes, shown,
 )
 
 # ------------------------------------------------------------------------ merge_states
@@ -144,17 +144,7 @@ def blocked_twin(*mistakes: str, block: int | None = None):
         def fn(x, dim=-1, block_size=128):
             return blocked_softmax(x.movedim(dim, -1), block or block_size, mistake).movedim(-1, dim).to(x.dtype)
         return fn
-    return twin(*(written_out(m) for m in mistakes), compare=_close_rows)
-
-
-def _close_rows(out, expected) -> None:
-    """A twin's comparison for a softmax: the same values to 1e-4 (the dtype is the exercise's business)."""
-    if not torch.allclose(output_of_value(out), expected.double(), rtol=1e-4, atol=1e-7, equal_nan=True):
-        raise AssertionError("differs")
-
-
-def output_of_value(value) -> torch.Tensor:
-    return (value[0] if isinstance(value, (tuple, list)) else value).detach().double()
+    return twin(*(written_out(m) for m in mistakes), compare=same_values)
 
 
 RISING = torch.arange(8.0).unsqueeze(0) * 2  # the max arrives in the last block, whatever the block size

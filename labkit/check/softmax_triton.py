@@ -12,7 +12,7 @@ import math
 import torch
 
 from labkit import softmax as ref
-from labkit.check.evidence import property_only, reads
+from labkit.check.evidence import property_only
 from labkit.check.kernel_runs import on_course_device
 from labkit.check.core import Case, Checker, Probe, checker
 from labkit.check.softmax import DEFINITION, OVERFLOW, all_ones, base2_probe, nonfinite, output_of, randn, shown
